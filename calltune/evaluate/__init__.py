@@ -1,0 +1,1 @@
+"""The evaluate stage: how well each artifact calls the tools."""

@@ -1,0 +1,93 @@
+"""Inference engines behind one small protocol, so every artifact is evaluated the same way.
+
+An engine turns a rendered prompt into generated text, greedily. The text is decoded with special
+tokens kept (the chat formats parse them) and cut before the first stop string; an end-of-sequence
+token that ends generation is dropped. `n_tokens` counts every token generated, stop token included.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple, Protocol, runtime_checkable
+
+
+class Generation(NamedTuple):
+    text: str
+    n_tokens: int
+
+
+@runtime_checkable
+class Engine(Protocol):
+    name: str  # e.g. "torch", "onnx-q4", "gguf-q4_K_M"
+
+    def generate(self, prompt: str, max_new_tokens: int, stop: list[str]) -> Generation: ...
+
+
+def cut_at_stop(text: str, stop: list[str]) -> str:
+    """`text` up to (not including) the earliest occurrence of any stop string."""
+    ends = [i for i in (text.find(s) for s in stop if s) if i >= 0]
+    return text[: min(ends)] if ends else text
+
+
+class TorchEngine:
+    """A Hugging Face model directory run by PyTorch/transformers (greedy, KV cache)."""
+
+    def __init__(self, model_dir, *, dtype: str = "float32", device: str = "cpu", threads: int | None = None,
+                 name: str = "torch"):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.name = name
+        self.device = device
+        self.tokenizer = AutoTokenizer.from_pretrained(Path(model_dir), trust_remote_code=False)
+        self.model = AutoModelForCausalLM.from_pretrained(
+            Path(model_dir), dtype=getattr(torch, dtype), use_safetensors=True, trust_remote_code=False,
+        ).to(device).eval()
+
+    def generate(self, prompt: str, max_new_tokens: int, stop: list[str]) -> Generation:
+        import torch
+
+        stop_ids, stop_texts = self._stop_tokens(stop)
+        end_ids = sorted(set(stop_ids) | set(self._model_eos_ids()))
+        input_ids = self.tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"].to(self.device)
+        with torch.inference_mode():
+            output = self.model.generate(
+                input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
+                generation_config=self._greedy_config(max_new_tokens, end_ids, stop_texts),
+                tokenizer=self.tokenizer,
+            )
+        new_ids = output[0, input_ids.shape[1]:].tolist()
+        n_tokens = len(new_ids)
+        if new_ids and new_ids[-1] in end_ids:
+            new_ids = new_ids[:-1]
+        text = self.tokenizer.decode(new_ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        return Generation(cut_at_stop(text, stop), n_tokens)
+
+    def _stop_tokens(self, stop: list[str]) -> tuple[list[int], list[str]]:
+        """Split stop strings into special-token ids and plain strings.
+
+        Only added (special) tokens are matched by id: a plain token such as "}" can also occur
+        inside a longer token, which only the string criterion catches.
+        """
+        vocab = self.tokenizer.get_added_vocab()
+        ids = [vocab[s] for s in stop if s in vocab]
+        texts = [s for s in stop if s not in vocab]
+        return ids, texts
+
+    def _model_eos_ids(self) -> list[int]:
+        eos = self.model.generation_config.eos_token_id
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        return [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+
+    def _greedy_config(self, max_new_tokens: int, end_ids: list[int], stop_texts: list[str]):
+        from transformers import GenerationConfig
+
+        pad = self.tokenizer.pad_token_id
+        return GenerationConfig(
+            do_sample=False, num_beams=1, max_new_tokens=max_new_tokens, bos_token_id=self.tokenizer.bos_token_id,
+            eos_token_id=end_ids or None, pad_token_id=pad if pad is not None else (end_ids or [None])[0],
+            stop_strings=stop_texts or None,
+        )

@@ -1,0 +1,140 @@
+"""Smaller variants of an exported onnx/model.onnx, named as Transformers.js looks them up by dtype.
+
+| variant | file                  | Transformers.js dtype | weights                                          |
+|---------|-----------------------|-----------------------|--------------------------------------------------|
+| fp16    | model_fp16.onnx       | fp16                  | float16 (inputs/outputs stay float32)            |
+| int8    | model_quantized.onnx  | q8 (default on WASM)  | MatMul weights 8-bit (MatMulNBits, blocks of 32), embedding float16 |
+| q4      | model_q4.onnx         | q4                    | MatMul weights 4-bit (MatMulNBits, blocks of 32), embedding 4-bit (GatherBlockQuantized) |
+
+All are weight-only: activations stay float32. onnxruntime's `quantize_dynamic` (int8 activations)
+is not used: it cut top-1 agreement with fp32 to ~0.6 on these models (TOOLCHAIN.md), while 8-bit
+weight-only keeps ~0.97. The int8 variant is written as model_quantized.onnx because that is the
+file Transformers.js loads by default in the browser (dtype q8).
+
+The variants go to their own directory with the same config and tokenizer files, so each
+directory loads in Transformers.js by itself (models/onnx holds fp32).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import NamedTuple
+
+from calltune.errors import InputError
+from calltune.export.onnx import MODEL_FILE, ONNX_SUBDIR, copy_layout_files, layout_config, onnx_bytes
+from calltune.io import atomic_path, read_json, write_json
+
+PROTOBUF_LIMIT = 2**31 - 1
+BLOCK_SIZE = 32
+
+
+class Variant(NamedTuple):
+    file: str
+    tjs_dtype: str
+    bits: int | None  # MatMul weight bits (None: float16)
+
+
+VARIANTS = {
+    "fp16": Variant("model_fp16.onnx", "fp16", None),
+    "int8": Variant("model_quantized.onnx", "q8", 8),
+    "q4": Variant("model_q4.onnx", "q4", 4),
+}
+FP32 = Variant(MODEL_FILE, "fp32", None)
+
+
+def to_fp16(model):
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    return convert_float_to_float16(model, keep_io_types=True)
+
+
+def weight_only(model, bits: int):
+    """MatMul weights to `bits` (MatMulNBits); the embedding table 4-bit at 4 bits (the only width
+    GatherBlockQuantized takes), float16 otherwise."""
+    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+
+    ops = ("MatMul", "Gather") if bits == 4 else ("MatMul",)
+    config = DefaultWeightOnlyQuantConfig(block_size=BLOCK_SIZE, is_symmetric=True, bits=bits,
+                                          op_types_to_quantize=ops, quant_axes=(("MatMul", 0), ("Gather", 1)))
+    quantizer = MatMulNBitsQuantizer(model, algo_config=config)
+    quiet = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")
+    level, quiet.level = quiet.level, logging.ERROR
+    try:
+        quantizer.process()
+    finally:
+        quiet.setLevel(level)
+    model = quantizer.model.model
+    if bits != 4:
+        embedding_to_fp16(model)
+    return model
+
+
+def embedding_to_fp16(model) -> int:
+    """Store float32 tables read by Gather (the token embedding) as float16 + a Cast back to float32.
+    Halves the largest tensor of a small LLM at no measurable cost. Returns the tables converted."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = model.graph
+    tables = {init.name: init for init in graph.initializer if init.data_type == TensorProto.FLOAT and len(init.dims) == 2}
+    converted = 0
+    for node in list(graph.node):
+        if node.op_type != "Gather" or node.input[0] not in tables:
+            continue
+        table = tables.pop(node.input[0])
+        half = numpy_helper.from_array(numpy_helper.to_array(table).astype(np.float16), table.name + "_fp16")
+        graph.initializer.remove(table)
+        graph.initializer.append(half)
+        gathered = node.output[0] + "_fp16"
+        cast = helper.make_node("Cast", [gathered], [node.output[0]], to=TensorProto.FLOAT, name=node.name + "_to_fp32")
+        node.input[0], node.output[0] = half.name, gathered
+        graph.node.insert(list(graph.node).index(node) + 1, cast)
+        converted += 1
+    return converted
+
+
+def make_variant(name: str, fp32_path: Path):
+    import onnx
+
+    model = onnx.load(str(fp32_path))
+    return to_fp16(model) if VARIANTS[name].bits is None else weight_only(model, VARIANTS[name].bits)
+
+
+def save_model(model, path: Path) -> bool:
+    """Save as one file when it fits protobuf, else with `<file>_data` beside it. Returns external."""
+    import onnx
+
+    external = model.ByteSize() > PROTOBUF_LIMIT
+    onnx.save_model(model, str(path), save_as_external_data=external, all_tensors_to_one_file=True,
+                    location=path.name + "_data")
+    return external
+
+
+def check_variants(names) -> list[str]:
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise InputError(f"unknown ONNX variant(s) {unknown} (expected {', '.join(VARIANTS)})", field="quantize.onnx")
+    return list(names)
+
+
+def quantize_onnx(export_dir, out_dir, variants) -> dict[str, dict]:
+    """Write each variant of export_dir/onnx/model.onnx into out_dir (a Transformers.js layout).
+    Returns {variant: {"file", "dtype", "bytes", "external_data"}}."""
+    export_dir, out_dir = Path(export_dir), Path(out_dir)
+    fp32 = export_dir / ONNX_SUBDIR / MODEL_FILE
+    if not fp32.is_file():
+        raise InputError("exported ONNX model not found (run the export stage)", path=fp32)
+    report = {}
+    with atomic_path(out_dir) as tmp:
+        (tmp / ONNX_SUBDIR).mkdir(parents=True)
+        for name in check_variants(variants):
+            path = tmp / ONNX_SUBDIR / VARIANTS[name].file
+            external = save_model(make_variant(name, fp32), path)
+            report[name] = {"file": f"{ONNX_SUBDIR}/{path.name}", "dtype": VARIANTS[name].tjs_dtype,
+                            "bytes": onnx_bytes(path), "external_data": external}
+        copy_layout_files(export_dir, tmp)
+        external = [Path(v["file"]).name for v in report.values() if v["external_data"]]
+        write_json(tmp / "config.json", layout_config(read_json(export_dir / "config.json"), external))
+    return report
+

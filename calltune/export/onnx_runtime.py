@@ -1,0 +1,98 @@
+"""Run an exported decoder with onnxruntime: logits for a sequence, greedy decoding with the KV cache,
+and an evaluation engine (calltune.evaluate.engines.Engine) over the Transformers.js layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from calltune.errors import InputError
+
+ONNX_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+PAST_PREFIX = "past_key_values."
+PRESENT_PREFIX = "present."
+
+
+class OnnxCausalLM:
+    """One onnxruntime session of an optimum `text-generation-with-past` export (batch 1)."""
+
+    def __init__(self, model_path, threads: int | None = None):
+        import onnxruntime as ort
+
+        model_path = Path(model_path)
+        if not model_path.is_file():
+            raise InputError("ONNX model not found (run the export / quantize stage)", path=model_path)
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        inputs = self.session.get_inputs()
+        self.past_inputs = [i for i in inputs if i.name.startswith(PAST_PREFIX)]
+        self.has_position_ids = any(i.name == "position_ids" for i in inputs)
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def empty_cache(self) -> dict[str, np.ndarray]:
+        """Zero-length past for every layer: [1, kv_heads, 0, head_dim]."""
+        return {i.name: np.zeros((1, i.shape[1], 0, i.shape[3]), dtype=ONNX_TYPES[i.type]) for i in self.past_inputs}
+
+    def step(self, ids: list[int], cache: dict, past_len: int) -> tuple[np.ndarray, dict]:
+        """Logits [len(ids), vocab] (float32) for `ids` after `past_len` cached tokens, and the new cache."""
+        total = past_len + len(ids)
+        feed = {"input_ids": np.array([ids], dtype=np.int64),
+                "attention_mask": np.ones((1, total), dtype=np.int64), **cache}
+        if self.has_position_ids:
+            feed["position_ids"] = np.arange(past_len, total, dtype=np.int64)[None]
+        outputs = dict(zip(self.output_names, self.session.run(None, feed)))
+        new_cache = {PAST_PREFIX + name[len(PRESENT_PREFIX):]: value
+                     for name, value in outputs.items() if name.startswith(PRESENT_PREFIX)}
+        return outputs["logits"][0].astype(np.float32), new_cache
+
+    def logits(self, ids: list[int]) -> np.ndarray:
+        return self.step(ids, self.empty_cache(), 0)[0]
+
+    def greedy(self, ids: list[int], max_new_tokens: int, end_ids=(), stop=lambda new_ids: False) -> list[int]:
+        """Greedy continuation of `ids`; ends after an id in `end_ids` (kept) or when `stop(new_ids)`."""
+        logits, cache = self.step(ids, self.empty_cache(), 0)
+        past, new_ids = len(ids), []
+        for _ in range(max_new_tokens):
+            token = int(logits[-1].argmax())
+            new_ids.append(token)
+            if token in end_ids or stop(new_ids):
+                break
+            logits, cache = self.step([token], cache, past)
+            past += 1
+        return new_ids
+
+
+class OnnxEngine:
+    """Greedy generation from an exported directory (OUT/onnx/<file> + tokenizer files), with the
+    same text conventions as calltune.evaluate.engines.TorchEngine."""
+
+    def __init__(self, export_dir, model_file: str = "model.onnx", threads: int | None = None, name: str = "onnx"):
+        from transformers import AutoTokenizer, GenerationConfig
+
+        export_dir = Path(export_dir)
+        self.name = name
+        self.model = OnnxCausalLM(export_dir / "onnx" / model_file, threads=threads)
+        self.tokenizer = AutoTokenizer.from_pretrained(export_dir, trust_remote_code=False)
+        eos = GenerationConfig.from_pretrained(export_dir).eos_token_id
+        self.eos_ids = set([] if eos is None else [eos] if isinstance(eos, int) else eos)
+
+    def generate(self, prompt: str, max_new_tokens: int, stop: list[str]):
+        from calltune.evaluate.engines import Generation, cut_at_stop
+
+        added = self.tokenizer.get_added_vocab()
+        end_ids = self.eos_ids | {added[s] for s in stop if s in added}
+        texts = [s for s in stop if s not in added]
+        ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        new_ids = self.model.greedy(ids, max_new_tokens, end_ids,
+                                    stop=lambda new: any(t in self.decode(new) for t in texts))
+        n_tokens = len(new_ids)
+        if new_ids and new_ids[-1] in end_ids:
+            new_ids = new_ids[:-1]
+        return Generation(cut_at_stop(self.decode(new_ids), stop), n_tokens)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)

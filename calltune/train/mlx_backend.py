@@ -1,0 +1,270 @@
+"""LoRA training with MLX (mlx-lm's tuner): the default on Apple Silicon, mlx[cpu] on Linux.
+
+Same inputs as the torch backend: models/base/ (loaded by mlx-lm), the same tokenization and
+completion mask (calltune.train.datasets), the same length-grouped batch order and the same lr
+schedule. mlx-lm's `train` runs the loop; we give it our batches and a loss that applies the LM
+head only at target positions.
+
+Output form: the adapter is converted to PEFT's layout, so the fuse stage reads one format
+whatever the backend: adapter_model.safetensors with keys
+`base_model.model.<module path>.lora_A.weight` [r, in] and `.lora_B.weight` [out, r] (mlx-lm keeps
+lora_a [in, r] and lora_b [r, out]: transposed) and adapter_config.json from peft.LoraConfig with
+lora_alpha / r equal to mlx-lm's `scale`.
+
+On Linux the mlx[cpu] wheel's own BLAS is slow: preload OpenBLAS for ~12x
+(`apt-get install libopenblas0-pthread`, `LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libopenblas.so.0`);
+train in float32 there (bf16 matmuls skip BLAS).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from calltune.errors import InputError
+from calltune.io import atomic_path, write_json
+from calltune.train.datasets import length_grouped_batches
+from calltune.train.schedule import FLOOR
+
+PAD_MULTIPLE = 32  # pad widths and target counts so mx.compile sees few distinct shapes
+OPENBLAS = "/usr/lib/x86_64-linux-gnu/libopenblas.so.0"
+
+
+def check_supported(tp: dict) -> None:
+    """The MLX backend trains LoRA adapters; the rest of the knobs belong to the torch backend."""
+    unsupported = {
+        "method": tp["method"] != "lora", "resume": tp["resume"], "patience": tp["patience"] > 0,
+        "device": tp["device"] not in ("auto", "cpu", "mps"),
+    }
+    for key, bad in unsupported.items():
+        if bad:
+            raise InputError(f"train.backend mlx does not support this {key} ({tp[key]!r}); use backend torch",
+                             field=f"train.{key}")
+
+
+def mx_lr_schedule(peak: float, warmup: int, total: int):
+    """calltune.train.schedule.lr_at in mx ops (the optimizer calls it inside mx.compile)."""
+    import mlx.core as mx
+
+    span = max(1, total - warmup - 1)
+
+    def schedule(step):
+        warm = peak * (step + 1) / (warmup + 1)
+        progress = mx.minimum((step - warmup) / span, 1.0)
+        cosine = peak * (FLOOR + (1 - FLOOR) * 0.5 * (1 + mx.cos(math.pi * progress)))
+        return mx.where(step < warmup, warm, cosine)
+
+    return schedule
+
+
+def _round_up(n: int, multiple: int = PAD_MULTIPLE) -> int:
+    return max(multiple, -(-n // multiple) * multiple)
+
+
+def mlx_batch(examples, pad_id: int):
+    """(ids [B, W], rows [N], labels [N], weights [N]): `rows` index the flattened hidden states
+    whose next token is a target; padded rows point at 0 with weight 0."""
+    import mlx.core as mx
+
+    width = _round_up(max(len(ex) for ex in examples))
+    ids = np.full((len(examples), width), pad_id, dtype=np.int32)
+    rows, labels = [], []
+    for b, ex in enumerate(examples):
+        ids[b, : len(ex)] = ex.input_ids
+        for t in range(1, len(ex)):
+            if ex.targets[t]:
+                rows.append(b * width + t - 1)
+                labels.append(ex.input_ids[t])
+    n = _round_up(len(rows))
+    weights = np.zeros(n, dtype=np.float32)
+    weights[: len(rows)] = 1.0
+    pad = n - len(rows)
+    return (mx.array(ids), mx.array(np.array(rows + [0] * pad, dtype=np.int32)),
+            mx.array(np.array(labels + [0] * pad, dtype=np.int32)), mx.array(weights))
+
+
+def batch_iterator(seed: int, pad_id: int):
+    """An mlx-lm `iterate_batches` over our examples, in the torch backend's order."""
+
+    def iterate_batches(dataset, batch_size, max_seq_length, loop=False, seed_=None, comm_group=None, **_):
+        epoch = 0
+        while True:
+            for indices in length_grouped_batches(dataset, batch_size, seed, epoch):
+                yield mlx_batch([dataset[i] for i in indices], pad_id)
+            epoch += 1
+            if not loop:
+                return
+
+    return iterate_batches
+
+
+def output_head(model):
+    if "lm_head" in model:
+        return model.lm_head
+    return model.model.embed_tokens.as_linear
+
+
+def target_head_loss(model, ids, rows, labels, weights):
+    """Cross entropy at target positions only; the head sees N rows instead of B x W."""
+    import mlx.core as mx
+    import mlx.nn as nn
+
+    hidden = model.model(ids)
+    picked = mx.take(hidden.reshape(-1, hidden.shape[-1]), rows, axis=0)
+    logits = output_head(model)(picked).astype(mx.float32)
+    if cap := getattr(model.args, "final_logit_softcapping", None):
+        logits = mx.tanh(logits / cap) * cap
+    ntoks = weights.sum()
+    return (nn.losses.cross_entropy(logits, labels) * weights).sum() / ntoks, ntoks
+
+
+def lora_keys(model, targets: list[str]) -> list[str]:
+    """Module paths inside a decoder layer that LoRA wraps (leaf names, or every Linear)."""
+    import mlx.nn as nn
+
+    linear = [path for path, mod in model.layers[0].named_modules() if isinstance(mod, nn.Linear)]
+    keys = linear if targets == ["all-linear"] else [p for p in linear if p.rsplit(".", 1)[-1] in targets]
+    if not keys:
+        leaves = sorted({p.rsplit(".", 1)[-1] for p in linear})
+        raise InputError(f"no module matches {targets}; linear modules here: {', '.join(leaves)} (or all-linear)",
+                         field="train.lora.target_modules")
+    return keys
+
+
+def add_lora(model, lora: dict) -> list[str]:
+    from mlx_lm.tuner.utils import linear_to_lora_layers
+
+    keys = lora_keys(model, list(lora["target_modules"]))
+    model.freeze()
+    linear_to_lora_layers(model, len(model.layers), {"rank": lora["rank"], "scale": lora["alpha"] / lora["rank"],
+                                                     "dropout": lora["dropout"], "keys": keys})
+    return sorted({k.rsplit(".", 1)[-1] for k in keys})
+
+
+def peft_tensors(model) -> dict[str, np.ndarray]:
+    """mlx-lm LoRA weights in PEFT's names and layout."""
+    import mlx.core as mx
+    from mlx_lm.tuner.lora import LoRALinear
+
+    out = {}
+    for name, module in model.named_modules():
+        if isinstance(module, LoRALinear):
+            out[f"base_model.model.{name}.lora_A.weight"] = np.array(module.lora_a.T.astype(mx.float32))
+            out[f"base_model.model.{name}.lora_B.weight"] = np.array(module.lora_b.T.astype(mx.float32))
+    return out
+
+
+def save_peft_adapter(model, out_dir: Path, lora: dict, modules: list[str], base: str) -> list[str]:
+    from peft import LoraConfig
+    from safetensors.numpy import save_file
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_file({k: np.ascontiguousarray(v) for k, v in peft_tensors(model).items()},
+              str(out_dir / "adapter_model.safetensors"), metadata={"format": "pt"})
+    LoraConfig(r=lora["rank"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"], target_modules=modules,
+               bias="none", task_type="CAUSAL_LM", base_model_name_or_path=base).save_pretrained(str(out_dir))
+    return sorted(p.name for p in out_dir.iterdir())
+
+
+class LiveCallback:
+    """mlx-lm training callback -> dvclive metrics and a history for the summary."""
+
+    def __init__(self, live, grad_accum: int):
+        self.live, self.grad_accum, self.history = live, grad_accum, []
+
+    def _log(self, iteration: int, metrics: dict) -> None:
+        step = math.ceil(iteration / self.grad_accum)
+        self.history.append({"step": step, **metrics})
+        if self.live is not None:
+            self.live.step = step
+            for name, value in metrics.items():
+                self.live.log_metric(name, value)
+            self.live.sync()
+
+    def on_train_loss_report(self, info: dict) -> None:
+        self._log(info["iteration"], {"train/loss": info["train_loss"], "lr": info["learning_rate"],
+                                      "tokens_per_s": info["tokens_per_second"]})
+
+    def on_val_loss_report(self, info: dict) -> None:
+        if info["iteration"] > 0 and math.isfinite(info["val_loss"]):
+            self._log(info["iteration"], {"valid/loss": info["val_loss"]})
+
+
+def mlx_dtype(requested: str):
+    """auto: bf16 on Apple GPUs, fp32 on CPU (mlx's CPU bf16 matmuls bypass BLAS)."""
+    import mlx.core as mx
+
+    if requested == "auto":
+        return mx.bfloat16 if mx.metal.is_available() else mx.float32
+    return {"bfloat16": mx.bfloat16, "float32": mx.float32}[requested]
+
+
+def warn_slow_blas() -> None:
+    from calltune.train.run import warn
+
+    if platform.system() == "Linux" and OPENBLAS not in os.environ.get("LD_PRELOAD", ""):
+        warn(f"mlx on Linux CPU is ~12x faster with LD_PRELOAD={OPENBLAS} (package libopenblas0-pthread)")
+
+
+def train_steps(train_set, tp: dict, seed: int) -> int:
+    per_epoch = len(length_grouped_batches(train_set, tp["batch_size"], seed, 0))
+    total = tp["epochs"] * math.ceil(per_epoch / tp["grad_accum"])
+    return min(total, tp["max_steps"]) if tp["max_steps"] else total
+
+
+def run_mlx(params: dict, paths, progress: bool = True) -> dict:
+    import mlx.core as mx
+    import mlx.optimizers as optim
+    from mlx_lm.tuner.trainer import TrainingArgs, train
+    from mlx_lm.utils import load_model
+    from transformers import AutoTokenizer
+
+    from calltune.formats import get_format
+    from calltune.train.run import SUMMARY_FILE, data_stats, load_splits, open_live
+
+    tp, seed = params["train"], params["base"]["seed"]
+    check_supported(tp)
+    warn_slow_blas()
+    started = time.perf_counter()
+    mx.random.seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(paths.base)
+    fmt = get_format(params["model"]["format"], tokenizer=tokenizer)
+    train_set, valid_set, cuts = load_splits(paths, fmt, tokenizer, tp["max_seq_len"])
+    model, _ = load_model(Path(paths.base))
+    dtype = mlx_dtype(tp["dtype"])
+    model.set_dtype(dtype)
+    modules = add_lora(model, tp["lora"])
+    steps = train_steps(train_set, tp, seed)
+    optimizer = optim.AdamW(learning_rate=mx_lr_schedule(tp["lr"], tp["warmup_steps"], steps),
+                            weight_decay=tp["weight_decay"])
+    accum = tp["grad_accum"]
+    paths.checkpoints.mkdir(parents=True, exist_ok=True)
+    args = TrainingArgs(batch_size=tp["batch_size"], iters=steps * accum, val_batches=-1, steps_per_report=1,
+                        steps_per_eval=tp["eval_every"] * accum, steps_per_save=tp["save_every"] * accum,
+                        max_seq_length=tp["max_seq_len"], grad_checkpoint=tp["gradient_checkpointing"],
+                        adapter_file=str(paths.checkpoints / "adapters.safetensors"), grad_accumulation_steps=accum)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    with open_live(paths.live, False) as live:
+        callback = LiveCallback(live, accum)
+        train(model, optimizer, train_set, valid_set or train_set[:1], args, loss=target_head_loss,
+              iterate_batches=batch_iterator(seed, pad_id), training_callback=callback)
+    losses = [h["train/loss"] for h in callback.history if "train/loss" in h]
+    valid = [(h["valid/loss"], h["step"]) for h in callback.history if "valid/loss" in h]
+    summary = {
+        "backend": "mlx", "device": "gpu" if mx.metal.is_available() else "cpu", "dtype": str(dtype).split(".")[-1],
+        "method": "lora", "format": fmt.name, "seed": seed, "params": tp,
+        "data": {"train": data_stats(train_set), "valid": data_stats(valid_set)}, "cut": cuts,
+        "steps": steps, "first_train_loss": losses[0], "last_train_loss": losses[-1],
+        "best_valid_loss": min(valid)[0] if valid else None, "best_step": min(valid)[1] if valid else None,
+        "kept": "last",
+        "history": callback.history, "wall_s": round(time.perf_counter() - started, 1),
+    }
+    with atomic_path(paths.out) as tmp:
+        summary["files"] = save_peft_adapter(model, tmp, tp["lora"], modules, paths.base.as_posix())
+        write_json(tmp / SUMMARY_FILE, summary)
+    return summary

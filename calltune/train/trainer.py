@@ -1,0 +1,234 @@
+"""The training loop: AdamW, warmup + cosine, grad accumulation and clipping, eval, early stopping
+with keep-best, dvclive logging, a progress bar, checkpoints and exact resume."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from calltune.train import checkpoint as ckpt
+from calltune.train.datasets import Example, collate, length_grouped_batches
+from calltune.train.lora import load_trainable_state, trainable_state
+from calltune.train.loss import completion_loss
+from calltune.train.schedule import lr_at
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 10
+    epochs: int = 3
+    max_steps: int = 0
+    batch_size: int = 8
+    grad_accum: int = 1
+    grad_clip: float = 1.0
+    eval_every: int = 20
+    save_every: int = 50
+    patience: int = 0
+    resume: bool = False
+    seed: int = 0
+    share_prefix: bool = True
+
+    @classmethod
+    def from_params(cls, train: dict, seed: int) -> "TrainConfig":
+        keys = set(cls.__dataclass_fields__) - {"seed", "share_prefix"}
+        return cls(seed=seed, **{k: train[k] for k in keys})
+
+
+@dataclass
+class LoopState:
+    step: int = 0  # optimizer steps done
+    epoch: int = 0  # position of the next optimizer step: epoch and chunk of micro-batches
+    chunk: int = 0
+    best_loss: float | None = None
+    best_step: int | None = None
+    bad_evals: int = 0  # evaluations since the last improvement
+    stopped_early: bool = False
+    history: list = field(default_factory=list)
+
+
+def make_optimizer(params, cfg: TrainConfig, device: torch.device):
+    """AdamW; the fused kernel on CUDA (one launch for all parameters)."""
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                             **({"fused": True} if device.type == "cuda" else {}))
+
+
+def chunks(items: list, size: int) -> list[list]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+class Trainer:
+    """Trains `model` in place. `autocast` is the matmul dtype for fp32 master weights (full
+    fine-tuning); adapters train on a base already held in the compute dtype."""
+
+    def __init__(self, model, train_set: list[Example], valid_set: list[Example], cfg: TrainConfig,
+                 device: torch.device, pad_id: int, *, autocast: torch.dtype | None = None,
+                 checkpoint_dir: Path | None = None, fingerprint: str = "", live=None,
+                 progress: bool = True, callback=None):
+        self.model, self.train_set, self.valid_set, self.cfg = model, train_set, valid_set, cfg
+        self.device, self.pad_id, self.autocast = device, pad_id, autocast
+        self.checkpoint_dir, self.fingerprint, self.live = checkpoint_dir, fingerprint, live
+        self.progress, self.callback = progress, callback
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = make_optimizer(self.params, cfg, device)
+        self.state = LoopState()
+        self.best: dict | None = None
+
+    # -- plan ------------------------------------------------------------------------------
+    def epoch_plan(self, epoch: int) -> list[list[list[int]]]:
+        """Optimizer steps of an epoch, each a list of micro-batches (lists of example indices)."""
+        batches = length_grouped_batches(self.train_set, self.cfg.batch_size, self.cfg.seed, epoch)
+        return chunks(batches, self.cfg.grad_accum)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.epoch_plan(0))
+
+    @property
+    def total_steps(self) -> int:
+        total = self.cfg.epochs * self.steps_per_epoch
+        return min(total, self.cfg.max_steps) if self.cfg.max_steps else total
+
+    # -- one step --------------------------------------------------------------------------
+    def _autocast(self):
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.autocast)
+
+    def batch(self, indices: list[int], examples: list[Example]):
+        return collate([examples[i] for i in indices], self.pad_id).to(self.device)
+
+    def optimizer_step(self, micro_batches: list[list[int]]) -> dict:
+        """Accumulate over micro-batches (loss normalised by all their target tokens), clip, step."""
+        self.model.train()
+        started = time.perf_counter()
+        batches = [self.batch(ids, self.train_set) for ids in micro_batches]
+        n_targets = sum(b.n_targets for b in batches)
+        loss_sum = torch.zeros((), device=self.device)
+        for batch in batches:
+            with self._autocast():
+                loss, _ = completion_loss(self.model, batch, self.cfg.share_prefix)
+            (loss / n_targets).backward()
+            loss_sum += loss.detach()
+        grad_norm = (torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
+                     if self.cfg.grad_clip > 0 else None)
+        lr = lr_at(self.state.step, self.cfg.lr, self.cfg.warmup_steps, self.total_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        record = {"step": self.state.step + 1, "train_loss": float(loss_sum) / n_targets, "lr": lr}
+        elapsed = time.perf_counter() - started
+        record["tokens_per_s"] = sum(b.n_tokens for b in batches) / elapsed
+        if grad_norm is not None:
+            record["grad_norm"] = float(grad_norm)
+        return record
+
+    @torch.no_grad()
+    def evaluate(self) -> float | None:
+        """Mean cross entropy per target token over the validation set."""
+        if not self.valid_set:
+            return None
+        self.model.eval()
+        total, count = 0.0, 0
+        for ids in length_grouped_batches(self.valid_set, self.cfg.batch_size, self.cfg.seed, 0):
+            with self._autocast():
+                loss, n = completion_loss(self.model, self.batch(ids, self.valid_set), self.cfg.share_prefix)
+            total, count = total + float(loss), count + n
+        return total / count
+
+    # -- bookkeeping -----------------------------------------------------------------------
+    def _note_eval(self, valid_loss: float) -> None:
+        s = self.state
+        if s.best_loss is None or valid_loss < s.best_loss:
+            s.best_loss, s.best_step, s.bad_evals = valid_loss, s.step, 0
+            self.best = trainable_state(self.model)
+        else:
+            s.bad_evals += 1
+            s.stopped_early = 0 < self.cfg.patience <= s.bad_evals
+
+    def _log(self, record: dict) -> None:
+        if self.live is None:
+            return
+        self.live.step = record["step"]
+        names = {"train_loss": "train/loss", "valid_loss": "valid/loss", "lr": "lr",
+                 "tokens_per_s": "tokens_per_s", "grad_norm": "grad_norm"}
+        for key, name in names.items():
+            if key in record:
+                self.live.log_metric(name, record[key])
+        self.live.sync()
+
+    def _save(self) -> None:
+        loop = {**asdict(self.state), "fingerprint": self.fingerprint}
+        ckpt.save_checkpoint(self.checkpoint_dir, self.state.step, trainable_state(self.model), self.best,
+                             self.optimizer, loop, self.device)
+
+    def restore(self) -> bool:
+        """Continue from the newest checkpoint, if any. Returns whether one was found."""
+        found = self.checkpoint_dir and ckpt.latest_checkpoint(self.checkpoint_dir)
+        if not found:
+            return False
+        saved = ckpt.load_checkpoint(found, self.fingerprint)
+        load_trainable_state(self.model, saved["trainable"])
+        ckpt.restore_optimizer(self.optimizer, saved["optimizer"], saved["loop"]["optimizer"])
+        ckpt.restore_rng(saved["rng"], self.device)
+        loop = {k: v for k, v in saved["loop"].items() if k in LoopState.__dataclass_fields__}
+        self.state = LoopState(**loop)
+        self.best = saved["best"]
+        return True
+
+    # -- the loop --------------------------------------------------------------------------
+    def _due(self, every: int) -> bool:
+        return self.state.step % every == 0 or self.state.step == self.total_steps
+
+    def _advance(self, epoch: int, chunk: int, n_chunks: int) -> None:
+        self.state.step += 1
+        self.state.epoch, self.state.chunk = (epoch + 1, 0) if chunk + 1 == n_chunks else (epoch, chunk + 1)
+
+    def fit(self) -> dict:
+        if self.cfg.resume:
+            self.restore()
+        total = self.total_steps
+        bar = tqdm(total=total, initial=self.state.step, desc="train", unit="step", disable=not self.progress,
+                   dynamic_ncols=True)
+        while self.state.step < total and not self.state.stopped_early:
+            epoch = self.state.epoch
+            plan = self.epoch_plan(epoch)
+            for chunk in range(self.state.chunk, len(plan)):
+                record = self.optimizer_step(plan[chunk])
+                self._advance(epoch, chunk, len(plan))
+                if self._due(self.cfg.eval_every) and (valid := self.evaluate()) is not None:
+                    record["valid_loss"] = valid
+                    self._note_eval(valid)
+                self.state.history.append(record)
+                self._log(record)
+                if self.checkpoint_dir is not None and self.state.step % self.cfg.save_every == 0:
+                    self._save()
+                bar.update(1)
+                bar.set_postfix(loss=f"{record['train_loss']:.4f}", lr=f"{record['lr']:.2e}")
+                if self.callback is not None:
+                    self.callback(record)
+                if self.state.step >= total or self.state.stopped_early:
+                    break
+        bar.close()
+        if self.best is not None:
+            load_trainable_state(self.model, self.best)
+        return self.summary()
+
+    def summary(self) -> dict:
+        s, hist = self.state, self.state.history
+        speeds = [r["tokens_per_s"] for r in hist]
+        return {
+            "steps": s.step, "total_steps": self.total_steps, "epochs": s.step / max(1, self.steps_per_epoch),
+            "stopped_early": s.stopped_early, "best_step": s.best_step, "best_valid_loss": s.best_loss,
+            "first_train_loss": hist[0]["train_loss"] if hist else None,
+            "last_train_loss": hist[-1]["train_loss"] if hist else None,
+            "tokens_per_s": sum(speeds) / len(speeds) if speeds else None,
+            "kept": "best" if self.best is not None else "last", "history": hist,
+        }

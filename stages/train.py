@@ -1,0 +1,44 @@
+"""train stage: fine-tune models/base on data/splits with params train.* (LoRA, DoRA, QLoRA or full).
+
+Writes models/adapter/ (adapter_model.safetensors + adapter_config.json in PEFT form, or the whole
+model for method full, plus training_summary.json), checkpoints in models/checkpoints/ and
+dvclive logs (train/valid loss, lr, tokens/s per step).
+"""
+
+from pathlib import Path
+
+import click
+
+from calltune.cli import params_option, stage
+from calltune.train.run import TrainPaths, run_training
+
+DEFAULTS = TrainPaths()
+
+
+def _path(name: str, default: Path, **kw):
+    return click.option(f"--{name}", default=str(default), show_default=True, type=click.Path(path_type=Path, **kw))
+
+
+@click.command(help=__doc__)
+@params_option
+@_path("train", DEFAULTS.train, dir_okay=False)
+@_path("valid", DEFAULTS.valid, dir_okay=False)
+@_path("base-model", DEFAULTS.base, file_okay=False)
+@_path("out", DEFAULTS.out, file_okay=False)
+@_path("checkpoints", DEFAULTS.checkpoints, file_okay=False)
+@_path("live", DEFAULTS.live, file_okay=False)
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar with ETA.")
+@stage
+def main(params, train, valid, base_model, out, checkpoints, live, progress):
+    paths = TrainPaths(train=train, valid=valid, base=base_model, out=out, checkpoints=checkpoints, live=live)
+    summary = run_training(params, paths, progress=progress)
+    best = summary.get("best_valid_loss")
+    click.echo(f"trained {summary['steps']} steps ({summary['backend']}, {summary['device']}, {summary['dtype']}, "
+               f"{summary['method']}) in {summary['wall_s']:.0f}s: train loss {summary['first_train_loss']:.4f} -> "
+               f"{summary['last_train_loss']:.4f}"
+               + (f", best valid loss {best:.4f} at step {summary['best_step']}" if best is not None else "")
+               + f" -> {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -14,14 +14,20 @@ _BETWEEN_ITEMS = re.compile(r"[\s,]*")
 def read_records(path, array_only: bool = False) -> list[tuple[int, object]]:
     """(line, record) for every record; every malformed line is reported, not just the first."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError("file not found", path=path)
-    text = path.read_text(encoding="utf-8")
+    text = read_input(path)
     if text.lstrip().startswith("["):
         return _array_records(text, path)
     if array_only:
         raise InputError("expected a JSON list: [ {...}, ... ]", path=path, line=1)
     return _jsonl_records(text, path)
+
+
+def read_input(path) -> str:
+    """The text of a user input file, or an InputError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("file not found", path=path)
+    return path.read_text(encoding="utf-8")
 
 
 def _jsonl_records(text: str, path: Path) -> list[tuple[int, object]]:

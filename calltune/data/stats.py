@@ -45,8 +45,8 @@ def token_stats(records: list[dict], fmt, tokenizer) -> dict:
     for part in ("prompt", "completion", "total"):
         values = lengths[part]
         out.update({f"tokens_{part}_mean": round(float(values.mean()), 2),
-                    f"tokens_{part}_p50": float(np.percentile(values, 50)),
-                    f"tokens_{part}_p95": float(np.percentile(values, 95)),
+                    f"tokens_{part}_p50": round(float(np.percentile(values, 50)), 2),
+                    f"tokens_{part}_p95": round(float(np.percentile(values, 95)), 2),
                     f"tokens_{part}_max": int(values.max())})
     return out
 

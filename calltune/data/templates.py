@@ -12,11 +12,10 @@ from __future__ import annotations
 import math
 import random
 import re
-from pathlib import Path
-
 import yaml
 
 from calltune.data.examples import Example, example_errors
+from calltune.data.records import read_input
 from calltune.data.validate import instance_errors, raise_if_any
 from calltune.errors import InputError
 from calltune.params import load_schema
@@ -156,10 +155,7 @@ def _strings(value):
 
 def _read_yaml(path) -> tuple[object, list[int | None]]:
     """The parsed file and the line each entry of `templates` starts on."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("file not found", path=path)
-    text = path.read_text(encoding="utf-8")
+    text = read_input(path)
     try:
         data, root = yaml.safe_load(text), yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as e:

@@ -8,7 +8,7 @@ token that ends generation is dropped. `n_tokens` counts every token generated, 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple, Protocol, runtime_checkable
+from typing import Callable, NamedTuple, Protocol, runtime_checkable
 
 
 class Generation(NamedTuple):
@@ -27,6 +27,25 @@ def cut_at_stop(text: str, stop: list[str]) -> str:
     """`text` up to (not including) the earliest occurrence of any stop string."""
     ends = [i for i in (text.find(s) for s in stop if s) if i >= 0]
     return text[: min(ends)] if ends else text
+
+
+def finish(new_ids: list[int], end_ids, decode: Callable[[list[int]], str], stop: list[str]) -> Generation:
+    """The Generation for the generated ids: every id counts, an end id that ended generation is
+    dropped from the text, and the text (decoded with special tokens) is cut before the first stop."""
+    n_tokens = len(new_ids)
+    if new_ids and new_ids[-1] in end_ids:
+        new_ids = new_ids[:-1]
+    return Generation(cut_at_stop(decode(new_ids), stop), n_tokens)
+
+
+def split_stops(tokenizer, stop: list[str]) -> tuple[list[int], list[str]]:
+    """Split stop strings into special-token ids and plain strings (of a Hugging Face tokenizer).
+
+    Only added (special) tokens are matched by id: a plain token such as "}" can also occur
+    inside a longer token, which only a string match catches.
+    """
+    vocab = tokenizer.get_added_vocab()
+    return [vocab[s] for s in stop if s in vocab], [s for s in stop if s not in vocab]
 
 
 class TorchEngine:
@@ -49,7 +68,7 @@ class TorchEngine:
     def generate(self, prompt: str, max_new_tokens: int, stop: list[str]) -> Generation:
         import torch
 
-        stop_ids, stop_texts = self._stop_tokens(stop)
+        stop_ids, stop_texts = split_stops(self.tokenizer, stop)
         end_ids = sorted(set(stop_ids) | set(self._model_eos_ids()))
         input_ids = self.tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"].to(self.device)
         with torch.inference_mode():
@@ -58,23 +77,10 @@ class TorchEngine:
                 generation_config=self._greedy_config(max_new_tokens, end_ids, stop_texts),
                 tokenizer=self.tokenizer,
             )
-        new_ids = output[0, input_ids.shape[1]:].tolist()
-        n_tokens = len(new_ids)
-        if new_ids and new_ids[-1] in end_ids:
-            new_ids = new_ids[:-1]
-        text = self.tokenizer.decode(new_ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
-        return Generation(cut_at_stop(text, stop), n_tokens)
+        return finish(output[0, input_ids.shape[1]:].tolist(), end_ids, self._decode, stop)
 
-    def _stop_tokens(self, stop: list[str]) -> tuple[list[int], list[str]]:
-        """Split stop strings into special-token ids and plain strings.
-
-        Only added (special) tokens are matched by id: a plain token such as "}" can also occur
-        inside a longer token, which only the string criterion catches.
-        """
-        vocab = self.tokenizer.get_added_vocab()
-        ids = [vocab[s] for s in stop if s in vocab]
-        texts = [s for s in stop if s not in vocab]
-        return ids, texts
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
     def _model_eos_ids(self) -> list[int]:
         eos = self.model.generation_config.eos_token_id

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from calltune.errors import InputError
 from calltune.evaluate.engines import Engine
-from calltune.evaluate.metrics import judge
+from calltune.evaluate.metrics import aggregate, judge
 from calltune.evaluate.predictions import Prediction
 
 WARMUP_TOKENS = 4
@@ -30,6 +30,14 @@ def evaluate_target(engine: Engine, fmt, examples: Sequence[dict], *, max_new_to
         evaluate_example(engine, fmt, example, max_new_tokens=max_new_tokens)
         for example in tqdm(examples, desc=f"evaluate {engine.name}", disable=not progress)
     ]
+
+
+def evaluate_artifact(target, fmt, examples: Sequence[dict], *, max_new_tokens: int, threads: int | None = None,
+                      progress: bool = False) -> tuple[list[Prediction], dict]:
+    """Predictions and metrics (size on disk included) of one calltune.evaluate.targets.Target."""
+    predictions = evaluate_target(target.engine(threads), fmt, examples, max_new_tokens=max_new_tokens,
+                                  progress=progress)
+    return predictions, aggregate(predictions, size_mb=size_on_disk_mb(*target.size_paths()))
 
 
 def evaluate_example(engine: Engine, fmt, example: dict, *, max_new_tokens: int) -> Prediction:

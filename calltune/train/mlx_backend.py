@@ -176,6 +176,7 @@ class LiveCallback:
 
     def __init__(self, live, grad_accum: int):
         self.live, self.grad_accum, self.history = live, grad_accum, []
+        self.initial_valid_loss = None
 
     def _log(self, iteration: int, metrics: dict) -> None:
         step = math.ceil(iteration / self.grad_accum)
@@ -191,7 +192,11 @@ class LiveCallback:
                                       "tokens_per_s": info["tokens_per_second"]})
 
     def on_val_loss_report(self, info: dict) -> None:
-        if info["iteration"] > 0 and math.isfinite(info["val_loss"]):
+        if not math.isfinite(info["val_loss"]):
+            return
+        if info["iteration"] == 0:  # mlx-lm measures the untrained model first
+            self.initial_valid_loss = info["val_loss"]
+        else:
             self._log(info["iteration"], {"valid/loss": info["val_loss"]})
 
 
@@ -260,7 +265,7 @@ def run_mlx(params: dict, paths, progress: bool = True) -> dict:
         "method": "lora", "format": fmt.name, "seed": seed, "params": tp,
         "data": {"train": data_stats(train_set), "valid": data_stats(valid_set)}, "cut": cuts,
         "steps": steps, "first_train_loss": losses[0], "last_train_loss": losses[-1],
-        "best_valid_loss": min(valid)[0] if valid else None, "best_step": min(valid)[1] if valid else None,
+        "initial_valid_loss": callback.initial_valid_loss, "best_valid_loss": min(valid)[0] if valid else None, "best_step": min(valid)[1] if valid else None,
         "kept": "last",
         "history": callback.history, "wall_s": round(time.perf_counter() - started, 1),
     }

@@ -99,7 +99,7 @@ def run_torch(params: dict, paths: TrainPaths, progress: bool = True) -> dict:
     started = time.perf_counter()
     device = resolve_device(tp["device"])
     dtype = resolve_dtype(tp["dtype"], device)
-    seed_everything(seed, device)
+    seed_everything(seed)
     tokenizer = AutoTokenizer.from_pretrained(paths.base)
     fmt = get_format(params["model"]["format"], tokenizer=tokenizer)
     train, valid, cuts = load_splits(paths, fmt, tokenizer, tp["max_seq_len"])

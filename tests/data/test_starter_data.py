@@ -63,7 +63,8 @@ def test_every_enum_value_is_exercised(generated, params):
         for message in record["messages"]:
             for call in message.get("tool_calls", []):
                 for key, value in call["function"]["arguments"].items():
-                    used.setdefault((call["function"]["name"], key), set()).add(value)
+                    if isinstance(value, str):
+                        used.setdefault((call["function"]["name"], key), set()).add(value)
     for tool in load_tools(params["generate"]["tools"]):
         for key, schema in tool["function"]["parameters"]["properties"].items():
             if "enum" in schema:

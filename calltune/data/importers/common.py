@@ -15,6 +15,7 @@ CALL_SCHEMA = {
     "properties": {"name": {"type": "string", "minLength": 1}, "arguments": {"type": "object"}},
 }
 _checked: dict[str, list[dict]] = {}
+_CHECKED_MAX = 1024  # distinct valid tool lists remembered (a dataset of per-record tools can hold thousands)
 
 
 def require(instance, schema: dict, path, line, prefix: str = "") -> None:
@@ -67,5 +68,7 @@ def checked_tools(raw_tools, path, line, prefix: str = "tools") -> list[dict]:
         raise InputError("tools must be a list", path=path, line=line, field=prefix)
     key = json.dumps(raw_tools, sort_keys=True, default=str)
     if key not in _checked:
+        if len(_checked) >= _CHECKED_MAX:
+            _checked.clear()
         _checked[key] = check_tools([(line, t) for t in raw_tools], path, prefix)
     return _checked[key]

@@ -1,0 +1,79 @@
+"""evaluate stage: run one target (base, tuned, an ONNX or GGUF variant, mlx) greedily on the test split.
+
+Writes metrics/<target>.json (exact match, AST accuracy, tool-name accuracy, parse-valid rate, call
+rate, irrelevance accuracy, per-tool accuracy, latency p50/p95, tokens/s, size on disk),
+predictions/<target>.jsonl (prompt, raw output, parsed calls, verdict, reason) and the plot data
+plots/per_tool/<target>.json and plots/confusion/<target>.json. Targets: calltune/evaluate/targets.py.
+"""
+
+from pathlib import Path
+
+import click
+
+from calltune.cli import params_option, stage
+from calltune.data.dataset import load_dataset
+from calltune.errors import InputError
+from calltune.evaluate.plots import write_confusion, write_per_tool
+from calltune.evaluate.predictions import write_predictions
+from calltune.evaluate.runner import evaluate_artifact
+from calltune.evaluate.targets import TARGET_NAMES, get_target
+from calltune.io import write_json
+
+
+def chat_format(name: str, base_dir: Path):
+    """The pipeline's chat format, picked (for auto / generic) from the base model's tokenizer."""
+    from transformers import AutoTokenizer
+
+    from calltune.formats import get_format
+
+    if name == "functiongemma":
+        return get_format(name)
+    if not (base_dir / "tokenizer_config.json").is_file():
+        raise InputError("base model tokenizer not found (the base stage writes it); model.format "
+                         f"{name} reads it", path=base_dir / "tokenizer_config.json")
+    return get_format(name, tokenizer=AutoTokenizer.from_pretrained(base_dir, trust_remote_code=False))
+
+
+def summary(target: str, m: dict) -> str:
+    def rate(key):
+        return "n/a" if m[key] is None else f"{m[key]:.3f}"
+
+    return (f"{target}: {m['n']} examples, exact {rate('exact_match')}, AST {rate('ast_accuracy')}, "
+            f"tool names {rate('tool_name_accuracy')}, parse-valid {rate('parse_valid_rate')}, "
+            f"irrelevance {rate('irrelevance_accuracy')}; p50 {m['latency_p50_s']} s, "
+            f"{m['tokens_per_s']} tok/s, {m['size_mb']} MB")
+
+
+@click.command(help=__doc__)
+@params_option
+@click.option("--target", required=True, type=click.Choice(TARGET_NAMES), help="The artifact to evaluate.")
+@click.option("--test", default="data/splits/test.jsonl", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--models", default="models", show_default=True, type=click.Path(file_okay=False),
+              help="Directory holding base/, fused/, onnx/, onnx_quantized/, gguf/, gguf_quantized/.")
+@click.option("--out", default=None, type=click.Path(dir_okay=False), help="[default: metrics/<target>.json]")
+@click.option("--predictions", default=None, type=click.Path(dir_okay=False),
+              help="[default: predictions/<target>.jsonl]")
+@click.option("--plots", default="plots", show_default=True, type=click.Path(file_okay=False),
+              help="Writes <plots>/per_tool/<target>.json and <plots>/confusion/<target>.json.")
+@click.option("--progress/--no-progress", default=False, show_default=True)
+@stage
+def main(params, target, test, models, out, predictions, plots, progress):
+    ep = params["evaluate"]
+    chosen = get_target(target, models)
+    chosen.check_present()
+    examples = load_dataset(test)
+    if not examples:
+        raise InputError("no test examples", path=test)
+    examples = examples[: ep["limit"]] if ep["limit"] else examples
+    fmt = chat_format(params["model"]["format"], Path(models) / "base")
+    preds, metrics = evaluate_artifact(chosen, fmt, examples, max_new_tokens=ep["max_new_tokens"],
+                                       threads=ep["threads"], progress=progress)
+    write_predictions(predictions or f"predictions/{target}.jsonl", preds)
+    write_per_tool(Path(plots) / "per_tool" / f"{target}.json", target, metrics)
+    write_confusion(Path(plots) / "confusion" / f"{target}.json", preds)
+    write_json(out or f"metrics/{target}.json", metrics)
+    click.echo(summary(target, metrics))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""The evaluate stage CLI on tiny models: the files it writes agree with each other and with the
+engine; bad input fails cleanly and writes nothing."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from calltune.evaluate.metrics import aggregate
+from calltune.evaluate.plots import confusion_rows, per_tool_rows
+from calltune.evaluate.predictions import read_predictions
+from calltune.evaluate.runner import size_on_disk_mb
+from calltune.formats import get_format
+
+from evaluate_helpers import EXAMPLES, load_stage, models_tree, params_file, write_jsonl
+
+evaluate_stage = load_stage("evaluate")
+MAX_NEW_TOKENS = 10
+
+
+@pytest.fixture
+def workdir(tmp_path, tiny_gemma_dir):
+    models_tree(tmp_path / "models", tiny_gemma_dir)
+    write_jsonl(tmp_path / "test.jsonl", EXAMPLES)
+    params_file(tmp_path, evaluate={"max_new_tokens": MAX_NEW_TOKENS, "limit": 3, "threads": 1})
+    return tmp_path
+
+
+def run(workdir, target, *extra):
+    args = ["--params", str(workdir / "params.yaml"), "--target", target, "--test", str(workdir / "test.jsonl"),
+            "--models", str(workdir / "models"), "--out", str(workdir / f"metrics/{target}.json"),
+            "--predictions", str(workdir / f"predictions/{target}.jsonl"), "--plots", str(workdir / "plots"), *extra]
+    return CliRunner().invoke(evaluate_stage, args)
+
+
+def outputs(workdir) -> list[str]:
+    return sorted(p.relative_to(workdir).as_posix() for d in ("metrics", "predictions", "plots")
+                  for p in (workdir / d).rglob("*") if p.is_file())
+
+
+def test_stage_writes_consistent_metrics_predictions_and_plots(workdir, torch_engine):
+    result = run(workdir, "tuned")
+    assert result.exit_code == 0, result.output
+    assert outputs(workdir) == ["metrics/tuned.json", "plots/confusion/tuned.json", "plots/per_tool/tuned.json",
+                                "predictions/tuned.jsonl"]
+
+    preds = read_predictions(workdir / "predictions/tuned.jsonl")
+    assert [p.id for p in preds] == ["ex-001", "ex-002", "ex-003"]  # evaluate.limit 3
+    fmt = get_format("functiongemma")
+    for p, ex in zip(preds, EXAMPLES):
+        assert p.prompt == fmt.prompt(ex["messages"], ex["tools"])
+        assert (p.raw_output, p.n_generated_tokens) == torch_engine.generate(p.prompt, MAX_NEW_TOKENS, fmt.stop_strings)
+        assert p.expected == fmt.expected(ex["messages"])
+
+    metrics = json.loads((workdir / "metrics/tuned.json").read_text())
+    assert metrics == aggregate(preds, size_mb=round(size_on_disk_mb(workdir / "models/fused"), 4))
+    assert metrics["n"] == 3 and metrics["size_mb"] > 0 and metrics["tokens_per_s"] > 0
+    assert set(metrics["per_tool"]) == {"get_weather", "send_email"}
+    per_tool = json.loads((workdir / "plots/per_tool/tuned.json").read_text())
+    assert per_tool == per_tool_rows("tuned", metrics) and len(per_tool) == 2
+    confusion = json.loads((workdir / "plots/confusion/tuned.json").read_text())
+    assert confusion == confusion_rows(preds)
+    assert result.output.startswith("tuned: 3 examples, exact ")
+
+
+def test_default_output_paths_follow_the_target_name(workdir, monkeypatch):
+    monkeypatch.chdir(workdir)
+    result = CliRunner().invoke(evaluate_stage, ["--target", "base", "--test", "test.jsonl"])
+    assert result.exit_code == 0, result.output
+    assert outputs(workdir) == ["metrics/base.json", "plots/confusion/base.json", "plots/per_tool/base.json",
+                                "predictions/base.jsonl"]
+
+
+@pytest.mark.parametrize("target, message", [
+    ("onnx-q4", "models/onnx_quantized/onnx/model_q4.onnx: artifact of target onnx-q4 not found: "
+                "the quantize stage writes it when quantize.onnx includes q4"),
+    ("gguf-f16", "models/gguf/model-f16.gguf: artifact of target gguf-f16 not found: "
+                 "the export stage writes it when export.gguf includes f16"),
+])
+def test_missing_artifact_fails_naming_the_stage_and_writes_nothing(workdir, target, message):
+    result = run(workdir, target)
+    assert result.exit_code == 2
+    assert f"error: {workdir}/{message}" in result.output
+    assert outputs(workdir) == []
+
+
+def test_bad_test_split_names_line_and_field_and_writes_nothing(workdir):
+    broken = dict(EXAMPLES[1])
+    del broken["tools"]
+    write_jsonl(workdir / "test.jsonl", [EXAMPLES[0], broken])
+    result = run(workdir, "base")
+    assert result.exit_code == 2
+    assert "test.jsonl:2" in result.output and "tools" in result.output
+    assert outputs(workdir) == []
+
+
+def test_empty_test_split_is_an_error(workdir):
+    (workdir / "test.jsonl").write_text("")
+    result = run(workdir, "base")
+    assert result.exit_code == 2 and "test.jsonl: no test examples" in result.output
+    assert outputs(workdir) == []
+
+
+def test_auto_format_needs_the_base_tokenizer(workdir):
+    import shutil
+
+    shutil.rmtree(workdir / "models/base")
+    result = run(workdir, "tuned")
+    assert result.exit_code == 2
+    assert "models/base/tokenizer_config.json: base model tokenizer not found (the base stage writes it)" in result.output
+
+
+def test_unknown_target_is_a_usage_error(workdir):
+    result = run(workdir, "onnx-int4")
+    assert result.exit_code == 2 and "Invalid value for '--target'" in result.output
+    assert outputs(workdir) == []

@@ -1,0 +1,186 @@
+"""GGUF export and quantization, checked with the real llama.cpp engine (llama-cpp-python)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from calltune.errors import InputError
+from calltune.export.gguf import (check_gguf, export_gguf, gguf_name, quantize_gguf, read_gguf_metadata,
+                                  stop_strings)
+from calltune.export.modelfile import render_modelfile
+from calltune.formats import get_format
+from calltune.tokenizer import CONTROL, FUNCTIONGEMMA_TOKENS
+from gguf_helpers import CALLS, TOOLS, conversation
+
+pytest.importorskip("llama_cpp")
+
+FMT = get_format("functiongemma")
+PROMPTS = [FMT.prompt(conversation(query), TOOLS) for query, _, _ in CALLS[:3]] + [
+    FMT.prompt(conversation("Remind me to call mom tomorrow at 5 pm"), TOOLS)]
+
+
+@pytest.fixture(scope="module")
+def engines(tool_ggufs):
+    from calltune.export.gguf_runtime import LlamaCppEngine
+
+    float_dir, quant_dir, _, _ = tool_ggufs
+    paths = {"f32": float_dir / gguf_name("f32"), "f16": float_dir / gguf_name("f16"),
+             "q8_0": quant_dir / gguf_name("q8_0"), "q4_K_M": quant_dir / gguf_name("q4_K_M")}
+    return {kind: LlamaCppEngine(path, threads=2) for kind, path in paths.items()}
+
+
+@pytest.fixture(scope="module")
+def torch_model(tool_gemma_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tool_gemma_dir, dtype=torch.float32).eval()
+    return model, AutoTokenizer.from_pretrained(tool_gemma_dir)
+
+
+def torch_greedy(torch_model, prompt_ids: list[int], n: int) -> list[int]:
+    """PyTorch's greedy ids, ending at the first stop token (<eos>, <start_function_response>,
+    <end_of_turn>), as llama.cpp's run ends with FMT.stop_strings."""
+    model, _ = torch_model
+    with torch.no_grad():
+        out = model.generate(torch.tensor([prompt_ids]), do_sample=False, max_new_tokens=n,
+                             eos_token_id=[1, 50, 106], pad_token_id=0)
+    return out[0, len(prompt_ids):].tolist()
+
+
+def llama_logits(gguf, ids: list[int]):
+    """llama.cpp's logits at every position of `ids`."""
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(gguf), n_ctx=512, n_threads=2, logits_all=True, verbose=False)
+    llm.eval(ids)
+    return llm.scores[:len(ids)].copy()
+
+
+def torch_logits(torch_model, ids: list[int]):
+    with torch.no_grad():
+        return torch_model[0](torch.tensor([ids])).logits[0].numpy()
+
+
+def test_every_gguf_carries_the_template_and_control_function_tokens(tool_ggufs):
+    float_dir, quant_dir, exported, quantized = tool_ggufs
+    for folder, report in ((float_dir, exported), (quant_dir, quantized)):
+        for kind, row in report.items():
+            meta = read_gguf_metadata(folder / row["file"])
+            assert meta["architecture"] == "gemma3"
+            assert meta["chat_template"] == FMT.chat_template
+            for token_id, name in FUNCTIONGEMMA_TOKENS.items():
+                assert (meta["tokens"][token_id], meta["token_types"][token_id]) == (name, CONTROL)
+            assert row["bytes"] == (folder / row["file"]).stat().st_size
+            assert (folder / row["modelfile"]).read_text().startswith("# Ollama Modelfile")
+    assert sorted(p.name for p in float_dir.iterdir()) == [
+        "model-f16.Modelfile", "model-f16.gguf", "model-f32.Modelfile", "model-f32.gguf"]
+
+
+def test_quantized_files_use_the_requested_types(tool_ggufs):
+    _, _, exported, quantized = tool_ggufs
+    assert set(quantized["q8_0"]["tensor_types"]) <= {"F32", "Q8_0"}
+    # Hidden size 64 is below the 256-wide K-quant blocks: llama.cpp falls back to 32-wide types
+    # for such tensors, so the tiny q4_K_M file must hold something other than F16/F32 but not Q4_K.
+    q4 = quantized["q4_K_M"]["tensor_types"]
+    assert set(q4) - {"F32"} and not set(q4) & {"F16", "Q4_K"}
+    assert quantized["q4_K_M"]["source"] == "model-f32.gguf"
+    assert quantized["q4_K_M"]["bytes"] < quantized["q8_0"]["bytes"] < exported["f16"]["bytes"]
+
+
+def test_llama_cpp_tokenizes_prompts_like_transformers(engines, torch_model):
+    _, tokenizer = torch_model
+    for prompt in PROMPTS:
+        assert engines["f16"].tokenize(prompt) == tokenizer(prompt, add_special_tokens=False).input_ids
+
+
+def test_f32_gguf_greedy_tokens_equal_pytorch(engines, torch_model):
+    engine = engines["f32"]
+    for prompt in PROMPTS:
+        ids = engine.tokenize(prompt)
+        assert engine.generate_ids(ids, 20, FMT.stop_strings) == torch_greedy(torch_model, ids, 20)
+
+
+@pytest.mark.parametrize("kind, tolerance", [("f32", 1e-3), ("f16", 0.05)])
+def test_gguf_logits_match_pytorch(tool_ggufs, engines, torch_model, kind, tolerance):
+    """Every prompt position; f16 rounding moves logits a little, f32 only by summation order."""
+    ids = engines[kind].tokenize(PROMPTS[0] + "<start_function_call>call:get_weather{location:")
+    ours, reference = llama_logits(tool_ggufs[0] / gguf_name(kind), ids), torch_logits(torch_model, ids)
+    assert abs(ours - reference).max() < tolerance
+    assert (ours.argmax(-1) == reference.argmax(-1)).mean() >= 0.95
+
+
+@pytest.mark.parametrize("kind", ["f16", "q8_0", "q4_K_M"])
+def test_gguf_calls_the_tools_it_was_taught(engines, kind):
+    for (query, name, arguments), prompt in zip(CALLS, PROMPTS):
+        result = FMT.parse(engines[kind].generate(prompt, 48, FMT.stop_strings).text)
+        assert result.ok, result.error
+        assert [call["name"] for call in result.calls] == [name]
+        if kind != "q4_K_M":  # 4-bit on a 64-wide random model: the name must survive, the value may not
+            assert result.calls[0]["arguments"] == arguments
+
+
+def test_modelfile_for_functiongemma():
+    text = render_modelfile("model-q4_K_M.gguf", FMT.stop_strings, functiongemma=True)
+    lines = text.splitlines()
+    assert "FROM ./model-q4_K_M.gguf" in lines
+    assert {"RENDERER functiongemma", "PARSER functiongemma", 'TEMPLATE """{{ .Prompt }}"""'} <= set(lines)
+    assert {'PARAMETER stop "<start_function_response>"', 'PARAMETER stop "<end_of_turn>"',
+            "PARAMETER temperature 0"} <= set(lines)
+
+
+def test_modelfile_for_other_models_stops_at_eos():
+    meta = {"tokens": ["<|endoftext|>", "<|im_start|>", "<|im_end|>"], "eos_id": 2}
+    text = render_modelfile("model-f16.gguf", stop_strings(meta), functiongemma=False)
+    assert 'PARAMETER stop "<|im_end|>"' in text.splitlines()
+    assert not [line for line in text.splitlines() if line.startswith(("RENDERER", "PARSER"))]
+
+
+def test_unsupported_tokenizer_is_a_clear_error_and_leaves_nothing(tiny_llama_dir, tmp_path):
+    # llama.cpp's converter identifies byte-level BPE pre-tokenizers by a hash of known models;
+    # the tiny Llama's freshly trained tokenizer is none of them.
+    with pytest.raises(InputError, match=r"converter cannot convert.*export\.gguf"):
+        export_gguf(tiny_llama_dir, tmp_path / "out", ["f16"])
+    assert not (tmp_path / "out").exists()
+    assert [p.name for p in tmp_path.iterdir()] == []
+
+
+def test_model_without_chat_template_is_rejected(tiny_gemma_dir, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_gemma_dir, model)
+    config = json.loads((model / "tokenizer_config.json").read_text())
+    del config["chat_template"]
+    (model / "tokenizer_config.json").write_text(json.dumps(config))
+    (model / "chat_template.jinja").unlink()
+    with pytest.raises(InputError, match="no chat template"):
+        export_gguf(model, tmp_path / "out", ["f16"])
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("call", [lambda d, o: export_gguf(d, o, ["q8_0"]),
+                                  lambda d, o: quantize_gguf(d, o, ["f16"])])
+def test_unknown_types_are_rejected(call, tmp_path):
+    with pytest.raises(InputError, match="unknown GGUF type"):
+        call(tmp_path, tmp_path / "out")
+
+
+def test_quantize_needs_a_float_gguf(tmp_path):
+    with pytest.raises(InputError, match="no float GGUF"):
+        quantize_gguf(tmp_path, tmp_path / "out", ["q8_0"])
+
+
+def test_failed_quantization_leaves_nothing(tmp_path):
+    bad = tmp_path / "model-f16.gguf"
+    bad.write_bytes(b"GGUF" + b"\0" * 64)
+    with pytest.raises(Exception):
+        quantize_gguf(bad, tmp_path / "out", ["q8_0"])
+    assert not (tmp_path / "out").exists()
+
+
+def test_check_rejects_a_gguf_with_another_template(tool_ggufs):
+    float_dir = tool_ggufs[0]
+    with pytest.raises(RuntimeError, match="chat_template differs"):
+        check_gguf(float_dir / gguf_name("f16"), "{{ messages }}")

@@ -1,0 +1,87 @@
+"""The MLX backend (mlx-lm's tuner) on Linux CPU: same data and mask, adapters in PEFT form."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("mlx_lm")
+
+import mlx.core as mx  # noqa: E402
+
+from calltune.errors import InputError  # noqa: E402
+from calltune.train.mlx_backend import OPENBLAS, add_lora, check_supported, mx_lr_schedule  # noqa: E402
+from calltune.train.schedule import lr_at  # noqa: E402
+from train_helpers import ROOT, canonical_rows, tiny_params, write_params, write_rows  # noqa: E402
+
+
+def test_mx_schedule_matches_the_torch_schedule():
+    schedule = mx_lr_schedule(3e-4, 3, 25)
+    for step in range(30):
+        assert float(schedule(mx.array(step))) == pytest.approx(lr_at(step, 3e-4, 3, 25), rel=1e-5)
+
+
+@pytest.mark.parametrize("key, value", [("method", "dora"), ("resume", True), ("patience", 2), ("device", "cuda")])
+def test_options_only_the_torch_backend_has_are_refused(key, value):
+    train = tiny_params(backend="mlx", device="auto")["train"]
+    train[key] = value
+    with pytest.raises(InputError) as err:
+        check_supported(train)
+    assert err.value.field == f"train.{key}"
+
+
+def mlx_with_adapter(base: Path, adapter: Path):
+    """The base loaded by mlx-lm with our PEFT-form adapter converted back onto LoRA layers."""
+    from mlx_lm.utils import load_model
+    from safetensors.numpy import load_file
+
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    model, _ = load_model(base)
+    add_lora(model, {"rank": config["r"], "alpha": config["lora_alpha"], "dropout": 0.0,
+                     "target_modules": config["target_modules"]})
+    weights = []
+    for key, value in load_file(adapter / "adapter_model.safetensors").items():
+        module = key.removeprefix("base_model.model.").rsplit(".", 2)[0]
+        weights.append((f"{module}.{'lora_a' if '.lora_A.' in key else 'lora_b'}", mx.array(value.T)))
+    model.load_weights(weights, strict=False)
+    model.eval()
+    return model
+
+
+def test_mlx_trains_a_tiny_gemma_and_its_adapter_loads_in_peft(tmp_path, tiny_gemma_dir):
+    train = write_rows(tmp_path / "train.jsonl", canonical_rows(8, seed=1))
+    valid = write_rows(tmp_path / "valid.jsonl", canonical_rows(4, seed=2))
+    params = tiny_params(backend="mlx", device="auto", dtype="auto", lr=2e-2, epochs=3, eval_every=100)
+    params["train"]["lora"]["target_modules"] = ["all-linear"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if Path(OPENBLAS).exists():  # mlx[cpu]'s bundled BLAS is ~25x slower
+        env["LD_PRELOAD"] = OPENBLAS
+    args = [sys.executable, str(ROOT / "stages" / "train.py"), "--params", str(write_params(tmp_path / "p.yaml", params)),
+            "--train", str(train), "--valid", str(valid), "--base-model", str(tiny_gemma_dir), "--out", "adapter",
+            "--checkpoints", "ckpt", "--live", "live", "--no-progress"]
+    done = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((tmp_path / "adapter" / "training_summary.json").read_text())
+    assert summary["backend"] == "mlx" and summary["dtype"] == "float32" and summary["steps"] == 6
+    assert summary["best_valid_loss"] < summary["initial_valid_loss"] - 0.1, summary
+    assert (tmp_path / "live" / "plots" / "metrics" / "train" / "loss.tsv").is_file()
+
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_gemma_dir, dtype=torch.float32).eval()
+    ids = [[2, 105, 300, 400, 500, 600, 106, 10, 20, 30]]
+    with torch.no_grad():
+        before = base(torch.tensor(ids)).logits.numpy()
+        peft = PeftModel.from_pretrained(base, tmp_path / "adapter").eval()
+        after = peft(torch.tensor(ids)).logits.numpy()
+    ours = np.array(mlx_with_adapter(tiny_gemma_dir, tmp_path / "adapter")(mx.array(ids)))
+    assert np.abs(after - before).max() > 1e-2  # the adapter changes the model...
+    assert np.abs(after - ours).max() < 1e-4  # ...identically in PyTorch + PEFT and in MLX

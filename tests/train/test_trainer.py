@@ -1,0 +1,150 @@
+"""The training loop on a tiny Gemma: loss falls, exact resume, seeded reproducibility, grad
+accumulation, early stopping with keep-best, checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoTokenizer
+
+from calltune.errors import InputError
+from calltune.formats import get_format
+from calltune.train.datasets import load_examples
+from calltune.train.device import seed_everything
+from calltune.train.lora import load_base_model, make_trainable, trainable_state
+from calltune.train.trainer import Trainer, TrainConfig
+from train_helpers import canonical_rows, write_rows
+
+CPU = torch.device("cpu")
+LORA = {"rank": 4, "alpha": 8, "dropout": 0.1, "target_modules": ["q_proj", "v_proj"]}  # dropout: RNG in play
+
+
+class Crash(Exception):
+    pass
+
+
+@pytest.fixture(scope="module")
+def data(tiny_gemma_dir, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("trainer-data")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_gemma_dir)
+    fmt = get_format("functiongemma")
+    train, _ = load_examples(write_rows(tmp / "train.jsonl", canonical_rows(12, seed=1)), fmt, tokenizer, 1024)
+    valid, _ = load_examples(write_rows(tmp / "valid.jsonl", canonical_rows(4, seed=2)), fmt, tokenizer, 1024)
+    return train, valid
+
+
+def make_trainer(base_dir, data, seed=5, checkpoint_dir=None, callback=None, lora=LORA, **cfg):
+    seed_everything(seed)
+    model = make_trainable(load_base_model(base_dir, "lora", torch.float32, CPU), "lora", lora)
+    options = dict(lr=5e-3, warmup_steps=2, epochs=2, batch_size=4, grad_accum=1, eval_every=2, save_every=2,
+                   seed=seed)
+    options.update(cfg)
+    return Trainer(model, data[0], data[1], TrainConfig(**options), CPU, pad_id=0, checkpoint_dir=checkpoint_dir,
+                   fingerprint="fp", progress=False, callback=callback)
+
+
+def adapter(trainer) -> dict[str, torch.Tensor]:
+    return trainable_state(trainer.model)
+
+
+def crash_at(step):
+    def callback(record):
+        if record["step"] == step:
+            raise Crash
+    return callback
+
+
+def test_loss_falls(tiny_gemma_dir, data):
+    train, _ = data
+    trainer = make_trainer(tiny_gemma_dir, (train, train), lr=2e-2, epochs=4, eval_every=100,
+                           lora={**LORA, "target_modules": ["all-linear"], "dropout": 0.0})
+    before = trainer.evaluate()
+    summary = trainer.fit()
+    after = trainer.evaluate()
+    assert after < before - 0.3, (before, after)
+    assert summary["last_train_loss"] < summary["first_train_loss"]
+
+
+def test_resume_continues_exactly(tiny_gemma_dir, data, tmp_path):
+    straight = make_trainer(tiny_gemma_dir, data, checkpoint_dir=tmp_path / "a")
+    full = straight.fit()
+
+    first = make_trainer(tiny_gemma_dir, data, checkpoint_dir=tmp_path / "b", callback=crash_at(5))
+    with pytest.raises(Crash):
+        first.fit()
+    assert [p.name for p in (tmp_path / "b").iterdir()] == ["step-0000004"]  # the newest checkpoint only
+    resumed = make_trainer(tiny_gemma_dir, data, seed=5, checkpoint_dir=tmp_path / "b", resume=True).fit()
+
+    assert full["steps"] == resumed["steps"] == straight.total_steps
+    assert len(resumed["history"]) == len(full["history"])
+    for a, b in zip(full["history"], resumed["history"]):
+        assert a["step"] == b["step"]
+        assert abs(a["train_loss"] - b["train_loss"]) <= 1e-5
+        assert abs(a.get("valid_loss", 0) - b.get("valid_loss", 0)) <= 1e-5
+    assert full["best_step"] == resumed["best_step"]
+
+
+def test_same_seed_same_adapter_other_seed_other_adapter(tiny_gemma_dir, data):
+    one = make_trainer(tiny_gemma_dir, data, max_steps=3)
+    one.fit()
+    two = make_trainer(tiny_gemma_dir, data, max_steps=3)
+    two.fit()
+    three = make_trainer(tiny_gemma_dir, data, seed=6, max_steps=3)
+    three.fit()
+    a, b, c = adapter(one), adapter(two), adapter(three)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+
+
+def test_grad_accumulation_equals_one_big_batch(tiny_gemma_dir, data):
+    big = make_trainer(tiny_gemma_dir, data, batch_size=4, lora={**LORA, "dropout": 0.0})
+    small = make_trainer(tiny_gemma_dir, data, batch_size=2, grad_accum=2, lora={**LORA, "dropout": 0.0})
+    one = big.optimizer_step([[0, 1, 2, 3]])
+    two = small.optimizer_step([[0, 1], [2, 3]])
+    assert one["train_loss"] == pytest.approx(two["train_loss"], rel=1e-6)
+    for name, value in adapter(big).items():
+        torch.testing.assert_close(adapter(small)[name], value, rtol=1e-5, atol=1e-7)
+
+
+def test_early_stopping_keeps_the_best_weights(tiny_gemma_dir, data, monkeypatch):
+    snapshots = {}
+    trainer = make_trainer(tiny_gemma_dir, data, eval_every=1, patience=2, epochs=10,
+                           callback=lambda r: snapshots.__setitem__(r["step"], adapter(trainer)))
+    scripted = iter([3.0, 2.0, 2.5, 2.1, 1.0])
+    monkeypatch.setattr(trainer, "evaluate", lambda: next(scripted))
+    summary = trainer.fit()
+    assert summary["stopped_early"] and summary["steps"] == 4  # two evals without improvement after step 2
+    assert summary["best_step"] == 2 and summary["best_valid_loss"] == 2.0 and summary["kept"] == "best"
+    final = adapter(trainer)
+    assert all(torch.equal(final[k], snapshots[2][k]) for k in final)
+    assert any(not torch.equal(final[k], snapshots[4][k]) for k in final)
+
+
+def test_max_steps_caps_the_run(tiny_gemma_dir, data):
+    trainer = make_trainer(tiny_gemma_dir, data, max_steps=2, epochs=5)
+    assert trainer.total_steps == 2 and trainer.fit()["steps"] == 2
+
+
+def test_no_validation_set_keeps_the_last_weights(tiny_gemma_dir, data):
+    trainer = make_trainer(tiny_gemma_dir, (data[0], []), max_steps=2)
+    summary = trainer.fit()
+    assert summary["best_valid_loss"] is None and summary["kept"] == "last"
+
+
+def test_resume_refuses_a_checkpoint_from_other_params(tiny_gemma_dir, data, tmp_path):
+    first = make_trainer(tiny_gemma_dir, data, checkpoint_dir=tmp_path, callback=crash_at(3))
+    with pytest.raises(Crash):
+        first.fit()
+    other = make_trainer(tiny_gemma_dir, data, checkpoint_dir=tmp_path, resume=True)
+    other.fingerprint = "something else"
+    with pytest.raises(InputError) as err:
+        other.fit()
+    assert err.value.field == "train.resume" and "step-0000002" in err.value.path
+
+
+def test_resume_without_a_checkpoint_starts_fresh(tiny_gemma_dir, data, tmp_path):
+    trainer = make_trainer(tiny_gemma_dir, data, checkpoint_dir=Path(tmp_path / "empty"), resume=True, max_steps=1)
+    assert not trainer.restore()
+    assert trainer.fit()["steps"] == 1

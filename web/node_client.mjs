@@ -1,0 +1,24 @@
+// Node client for a calltune ONNX export, offline: reads a job as JSON on stdin
+//   {"model_dir": "...", "dtype": "fp32"|"fp16"|"q8"|"q4", "tools": [...], "requests": ["..."],
+//    "max_new_tokens": 64}
+// and prints one JSON object per request on stdout: {request, prompt, ids, text, calls, content, error, seconds}.
+// Usage: node web/node_client.mjs < job.json
+
+import path from 'node:path';
+import { text } from 'node:stream/consumers';
+
+import * as transformers from '@huggingface/transformers';
+
+import { callTools, loadToolCaller } from './toolcall.js';
+
+const job = JSON.parse(await text(process.stdin));
+const modelDir = path.resolve(job.model_dir);
+transformers.env.allowRemoteModels = false;
+transformers.env.allowLocalModels = true;
+transformers.env.localModelPath = path.dirname(modelDir) + path.sep;
+
+const caller = await loadToolCaller(transformers, path.basename(modelDir), { dtype: job.dtype ?? 'fp32' });
+for (const request of job.requests) {
+  const result = await callTools(caller, request, job.tools, { maxNewTokens: job.max_new_tokens ?? 64 });
+  process.stdout.write(JSON.stringify({ request, ...result }) + '\n');
+}

@@ -28,21 +28,31 @@ import random
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a bare checkout, no install
 
 import torch  # noqa: E402
 
 from calltune.train.datasets import Example, collate  # noqa: E402
 from calltune.train.device import resolve_device, resolve_dtype  # noqa: E402
-from calltune.train.loss import completion_loss  # noqa: E402
+from calltune.train.loss import compile_layers, completion_loss  # noqa: E402
 from calltune.train.trainer import Trainer, TrainConfig  # noqa: E402
 
 GEMMA3_270M = dict(vocab_size=262_144, hidden_size=640, intermediate_size=2048, num_hidden_layers=18,
                    num_attention_heads=4, num_key_value_heads=1, head_dim=256, sliding_window=512,
                    query_pre_attn_scalar=256, max_position_embeddings=32_768)
-LORA = dict(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_lora() -> dict:
+    """The LoRA the train stage ships (params.yaml train.lora), as peft.LoraConfig arguments."""
+    import yaml
+
+    lora = yaml.safe_load((ROOT / "params.yaml").read_text())["train"]["lora"]
+    targets = "all-linear" if lora["target_modules"] == ["all-linear"] else lora["target_modules"]
+    return dict(r=lora["rank"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"], target_modules=targets)
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -132,7 +142,7 @@ def build_model(args):
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(args.seed + 1)
-    return get_peft_model(copy.deepcopy(args.base), LoraConfig(task_type="CAUSAL_LM", bias="none", **LORA))
+    return get_peft_model(copy.deepcopy(args.base), LoraConfig(task_type="CAUSAL_LM", bias="none", **args.lora))
 
 
 def baseline_batches(examples: list[Example], batch_size: int, seed: int) -> list[list[int]]:
@@ -157,32 +167,35 @@ def baseline_step(model, optimizer, examples: list[Example], pad_id: int, device
 
 
 # -- timing ----------------------------------------------------------------------------------
-def timed(step_fns, warmup: int, device) -> tuple[float, int, float]:
-    """Run warmup steps, then the rest timed: (tokens/s, tokens, seconds)."""
+def timed(step_fns, warmup: int, device) -> tuple[float, int, float, float]:
+    """Run warmup steps, then the rest timed: (tokens/s, tokens, seconds, warmup seconds)."""
+    started = time.perf_counter()
     for fn in step_fns[:warmup]:
         fn()
     if device.type == "cuda":
         torch.cuda.synchronize()
+    warm = time.perf_counter() - started
     started, tokens = time.perf_counter(), 0
     for fn in step_fns[warmup:]:
         tokens += fn()
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - started
-    return tokens / seconds, tokens, seconds
+    return tokens / seconds, tokens, seconds, warm
 
 
 def run_baseline(args, examples, dtype, device) -> dict:
     model = build_model(args)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    plan = baseline_batches(examples, args.batch_size, args.seed)
+    needed = args.warmup + args.steps
+    plan = [b for epoch in range(needed) for b in baseline_batches(examples, args.batch_size, args.seed + epoch)]
     steps = [lambda ids=ids: baseline_step(model, optimizer, [examples[i] for i in ids], 0, device)
-             for ids in plan[: args.warmup + args.steps]]
+             for ids in plan[:needed]]
     with PeakMemory(device) as mem:
-        speed, tokens, seconds = timed(steps, args.warmup, device)
+        speed, tokens, seconds, warm = timed(steps, args.warmup, device)
     del model, optimizer
     return {"name": "HF + PEFT baseline", "tokens_per_s": speed, "tokens": tokens, "seconds": seconds,
-            "peak_bytes": mem.peak}
+            "warmup_s": warm, "peak_bytes": mem.peak}
 
 
 def calltune_step(trainer, chunk: list[list[int]], examples: list[Example]) -> int:
@@ -190,18 +203,22 @@ def calltune_step(trainer, chunk: list[list[int]], examples: list[Example]) -> i
     return sum(len(examples[i]) for micro_batch in chunk for i in micro_batch)
 
 
-def run_calltune(args, examples, dtype, device, share_prefix: bool) -> dict:
+def run_calltune(args, examples, dtype, device, share_prefix: bool, compiled: bool = False) -> dict:
     model = build_model(args)
+    if compiled:
+        compile_layers(model)
     cfg = TrainConfig(lr=1e-4, warmup_steps=0, epochs=1, batch_size=args.batch_size, grad_clip=1.0,
                       seed=args.seed, share_prefix=share_prefix)
     trainer = Trainer(model, examples, [], cfg, device, pad_id=0, progress=False)
-    plan = trainer.epoch_plan(0)
-    steps = [lambda chunk=chunk: calltune_step(trainer, chunk, examples) for chunk in plan[: args.warmup + args.steps]]
+    needed = args.warmup + args.steps
+    plan = [chunk for epoch in range(needed) for chunk in trainer.epoch_plan(epoch)]
+    steps = [lambda chunk=chunk: calltune_step(trainer, chunk, examples) for chunk in plan[:needed]]
     with PeakMemory(device) as mem:
-        speed, tokens, seconds = timed(steps, args.warmup, device)
+        speed, tokens, seconds, warm = timed(steps, args.warmup, device)
     del model, trainer
-    name = "calltune" + ("" if share_prefix else " (no prefix sharing)")
-    return {"name": name, "tokens_per_s": speed, "tokens": tokens, "seconds": seconds, "peak_bytes": mem.peak}
+    name = "calltune" + ("" if share_prefix else " (no prefix sharing)") + (" + compiled layers" if compiled else "")
+    return {"name": name, "tokens_per_s": speed, "tokens": tokens, "seconds": seconds, "warmup_s": warm,
+            "peak_bytes": mem.peak}
 
 
 def same_objective(args, examples, dtype, device) -> float:
@@ -216,20 +233,45 @@ def same_objective(args, examples, dtype, device) -> float:
     return abs(float(ours) / n - hf) / hf
 
 
+def guarded(fn, *args):
+    """Run one measurement; a failure is printed and skipped so the other rows still come back."""
+    try:
+        return fn(*args)
+    except Exception:  # noqa: BLE001 - report any failure, keep measuring
+        traceback.print_exc()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return None
+
+
+def median_rows(rows: list[dict]) -> list[dict]:
+    """Per trainer (in first-seen order): the run with the median tokens/s, all speeds kept."""
+    names = list(dict.fromkeys(r["name"] for r in rows))
+    out = []
+    for name in names:
+        runs = sorted((r for r in rows if r["name"] == name), key=lambda r: r["tokens_per_s"])
+        out.append({**runs[len(runs) // 2], "all_tokens_per_s": [r["tokens_per_s"] for r in runs],
+                    "peak_bytes": max(r["peak_bytes"] for r in runs)})
+    return out
+
+
 def gib(n: int) -> str:
     return f"{n / 2**30:.2f} GiB"
 
 
 def report(rows: list[dict], meta: dict) -> str:
-    base = rows[0]["tokens_per_s"]
+    base = next((r["tokens_per_s"] for r in rows if r["name"].startswith("HF")), float("nan"))
+    check = meta["objective_rel_diff"]
     lines = [f"device {meta['device']} ({meta['device_name']}), dtype {meta['dtype']}, batch {meta['batch_size']}, "
-             f"{meta['steps']} timed steps, mean length {meta['mean_len']:.0f} tokens "
-             f"({meta['mean_targets']:.0f} targets), torch {meta['torch']}, transformers {meta['transformers']}",
-             f"objective check: |calltune - HF| / HF loss = {meta['objective_rel_diff']:.2e}",
-             "", "| trainer | tokens/s | peak memory | vs baseline |", "|---|---:|---:|---:|"]
+             f"{meta['steps']} timed steps x {meta['repeats']} interleaved repeats (median), mean length {meta['mean_len']:.0f} tokens "
+             f"({meta['mean_targets']:.0f} targets), torch {meta['torch']}, transformers {meta['transformers']}, "
+             f"LoRA r{meta['lora']['r']} on {meta['lora']['target_modules']}",
+             f"objective check: |calltune - HF| / HF loss = {check:.2e}" if check is not None else "objective check failed",
+             "", "| trainer | tokens/s | peak memory above weights | vs baseline | warmup steps (s) |",
+             "|---|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['name']} | {r['tokens_per_s']:.0f} | {gib(r['peak_bytes'])} | "
-                     f"{r['tokens_per_s'] / base:.2f}x |")
+                     f"{r['tokens_per_s'] / base:.2f}x | {r['warmup_s']:.1f} |")
     return "\n".join(lines)
 
 
@@ -240,6 +282,7 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--steps", type=int, default=4, help="timed optimizer steps per trainer")
     p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=1, help="interleaved repeats; the median run is reported")
     p.add_argument("--examples", type=Path, help="JSON from --dump-examples (else synthetic)")
     p.add_argument("--n-examples", type=int, default=0, help="synthetic examples (default: enough for the steps)")
     p.add_argument("--prefix", type=int, default=600, help="synthetic shared head (tool declarations), tokens")
@@ -248,6 +291,7 @@ def parse_args(argv=None):
     p.add_argument("--layers", type=int, default=GEMMA3_270M["num_hidden_layers"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-no-share", action="store_true", help="leave out the no-prefix-sharing row")
+    p.add_argument("--compile", action="store_true", help="add a row with torch.compile'd decoder layers")
     p.add_argument("--json", type=Path, help="write the results here too")
     p.add_argument("--dump-examples", nargs=3, metavar=("SPLIT", "BASE", "OUT"), type=Path)
     return p.parse_args(argv)
@@ -260,23 +304,28 @@ def main(argv=None) -> None:
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
     args.config = {**GEMMA3_270M, "num_hidden_layers": args.layers}
+    args.lora = default_lora()
     n = args.n_examples or args.batch_size * (args.warmup + args.steps)
     examples = (load_examples_file(args.examples) if args.examples else
                 synthetic_examples(n, args.prefix, tuple(args.user), tuple(args.completion),
                                    args.config["vocab_size"], args.seed))
     import transformers
 
-    meta = {"device": device.type, "dtype": str(dtype).removeprefix("torch."), "batch_size": args.batch_size,
-            "steps": args.steps, "mean_len": sum(map(len, examples)) / len(examples),
+    meta = {"lora": args.lora, "device": device.type, "dtype": str(dtype).removeprefix("torch."), "batch_size": args.batch_size,
+            "steps": args.steps, "repeats": args.repeats, "mean_len": sum(map(len, examples)) / len(examples),
             "mean_targets": sum(e.n_targets for e in examples) / len(examples), "torch": torch.__version__,
             "transformers": transformers.__version__,
             "device_name": torch.cuda.get_device_name() if device.type == "cuda" else f"{torch.get_num_threads()} threads"}
     args.base = base_model(args.config, dtype, device, args.seed)
-    meta["objective_rel_diff"] = same_objective(args, examples, dtype, device)
-    rows = [run_baseline(args, examples, dtype, device)]
+    meta["objective_rel_diff"] = guarded(same_objective, args, examples, dtype, device)
+    runs = [(run_baseline, ()), (run_calltune, (True,))]
     if not args.skip_no_share:
-        rows.append(run_calltune(args, examples, dtype, device, share_prefix=False))
-    rows.append(run_calltune(args, examples, dtype, device, share_prefix=True))
+        runs.insert(1, (run_calltune, (False,)))
+    if args.compile:
+        runs.append((run_calltune, (True, True)))
+    repeats = [[row for fn, extra in runs if (row := guarded(fn, args, examples, dtype, device, *extra))]
+               for _ in range(args.repeats)]  # interleaved, so drift in clocks or load hits every trainer
+    rows = median_rows([row for rep in repeats for row in rep])
     text = report(rows, meta)
     print(text)
     if args.json:

@@ -76,7 +76,23 @@ def merge_peft(model, adapter_dir: Path):
         peft_model = PeftModel.from_pretrained(model, adapter_dir, is_trainable=False, use_safetensors=True)
     except (RuntimeError, ValueError, KeyError) as e:
         raise InputError(f"adapter does not fit the base model: {str(e).splitlines()[0]}", path=adapter_dir) from None
+    check_all_loaded(peft_model, adapter_dir / PEFT_WEIGHTS)
     return peft_model.merge_and_unload(safe_merge=True)
+
+
+def check_all_loaded(peft_model, weights: Path) -> None:
+    """PEFT only warns when adapter tensors and adapted modules do not match one to one (an
+    adapter trained on another model): make that an error."""
+    from peft import get_peft_model_state_dict
+    from safetensors import safe_open
+
+    expected = set(get_peft_model_state_dict(peft_model))
+    with safe_open(weights, "pt") as f:
+        saved = set(f.keys())
+    if saved != expected:
+        odd = sorted(expected - saved) or sorted(saved - expected)
+        raise InputError(f"adapter does not fit the base model: {len(expected - saved)} adapted tensor(s) missing "
+                         f"from the file, {len(saved - expected)} unused (e.g. {odd[0]})", path=weights)
 
 
 def read_mlx_adapter(adapter_dir: Path) -> tuple[dict, dict[str, torch.Tensor]]:

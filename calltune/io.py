@@ -11,6 +11,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
 
+import yaml
+
 from calltune.errors import InputError
 
 
@@ -84,3 +86,15 @@ def sha256_file(path, chunk: int = 1 << 20) -> str:
         for block in iter(lambda: f.read(chunk), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def parse_yaml(text: str, path, *, with_nodes: bool = False):
+    """Parse YAML safely; a syntax error names the file and line. `with_nodes` also returns the
+    composed node tree (for reporting the line an entry starts on)."""
+    try:
+        data = yaml.safe_load(text)
+        return (data, yaml.compose(text, Loader=yaml.SafeLoader)) if with_nodes else data
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise InputError(f"invalid YAML: {getattr(e, 'problem', e)}", path=path,
+                         line=mark.line + 1 if mark else None) from None

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import yaml
 from jsonschema import Draft202012Validator
 
 from calltune.errors import InputError, InputErrors
+from calltune.io import parse_yaml
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 
@@ -50,12 +50,7 @@ def load_params(path="params.yaml") -> dict:
     path = Path(path)
     if not path.is_file():
         raise InputError("params file not found", path=path)
-    try:
-        params = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise InputError(f"invalid YAML: {getattr(e, 'problem', e)}", path=path,
-                         line=mark.line + 1 if mark else None) from None
+    params = parse_yaml(path.read_text(encoding="utf-8"), path) or {}
     if not isinstance(params, dict):
         raise InputError("top level must be a mapping of blocks", path=path)
     return validate_params(params, path)

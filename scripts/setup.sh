@@ -22,6 +22,9 @@ apt_install libopenblas0-pthread
 python -m pip install -q --upgrade pip
 # torch first and pinned, so nothing later pulls a different build.
 python -m pip install -q "torch==2.13.0"
+# llama-cpp-python compiles llama.cpp: portable CPU code, library only (no tools, tests, examples).
+export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
+export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF}"
 extras="mlx"
 ((with_tests)) && extras="mlx,test"
 python -m pip install -q -e ".[${extras}]"

@@ -18,6 +18,7 @@ from calltune.data.examples import Example, example_errors
 from calltune.data.records import read_input
 from calltune.data.validate import instance_errors, raise_if_any
 from calltune.errors import InputError
+from calltune.io import parse_yaml
 from calltune.params import load_schema
 
 SLOT = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -156,12 +157,7 @@ def _strings(value):
 def _read_yaml(path) -> tuple[object, list[int | None]]:
     """The parsed file and the line each entry of `templates` starts on."""
     text = read_input(path)
-    try:
-        data, root = yaml.safe_load(text), yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise InputError(f"invalid YAML: {getattr(e, 'problem', e)}", path=path,
-                         line=mark.line + 1 if mark else None) from None
+    data, root = parse_yaml(text, path, with_nodes=True)
     items = data.get("templates") if isinstance(data, dict) else None
     lines = [None] * len(items) if isinstance(items, list) else []
     for key, node in (root.value if isinstance(root, yaml.MappingNode) else []):

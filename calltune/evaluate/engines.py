@@ -8,7 +8,8 @@ token that ends generation is dropped. `n_tokens` counts every token generated, 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, NamedTuple, Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 
 class Generation(NamedTuple):

@@ -15,6 +15,7 @@ Names are stable: dvc.yaml's evaluate matrix, metrics/<target>.json and the plot
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +76,8 @@ class Target:
             from calltune.export.gguf_runtime import LlamaCppEngine
 
             return LlamaCppEngine(self.model_path, threads=threads, name=self.name)
+        if importlib.util.find_spec("mlx_lm") is None:
+            raise InputError("target mlx needs mlx-lm: pip install 'calltune[mlx]'", field="evaluate.targets")
         from calltune.evaluate.mlx_engine import MlxEngine
 
         return MlxEngine(self.directory, name=self.name)

@@ -51,8 +51,8 @@ def export_gguf(fused_dir, out_dir, types=("f16",)) -> dict:
 
 def quantize_gguf(source, out_dir, types=("q8_0", "q4_K_M"), threads: int = 0) -> dict:
     """Quantize a float GGUF (a file, or the most precise one in a directory from export_gguf)."""
-    source, out_dir = _float_source(Path(source)), Path(out_dir)
     _check_types(types, QUANT_TYPES, "quantize.gguf")
+    source, out_dir = _float_source(Path(source)), Path(out_dir)
     template = read_gguf_metadata(source)["chat_template"]
     report = {}
     with atomic_path(out_dir) as tmp:
@@ -69,7 +69,7 @@ def convert_to_gguf(model_dir: Path, out_file: Path, outtype: str) -> None:
     """Run llama.cpp's converter; an architecture or tokenizer it does not know is a clear error."""
     result = subprocess.run(
         [sys.executable, "-m", "convert_hf_to_gguf", str(model_dir), "--outfile", str(out_file),
-         "--outtype", outtype], capture_output=True, text=True,
+         "--outtype", outtype], capture_output=True, text=True, check=False,
     )
     if result.returncode != 0:
         reason = (result.stderr.strip().splitlines() or ["no output"])[-1]
@@ -94,7 +94,10 @@ def read_gguf_metadata(path: Path) -> dict:
     """The fields checked and reported: chat template, vocabulary, tensor types."""
     from gguf import GGUFReader
 
-    reader = GGUFReader(path)
+    try:
+        reader = GGUFReader(path)
+    except (ValueError, OSError) as error:
+        raise InputError(f"not a readable GGUF file ({error})", path=path) from error
     fields = reader.fields
 
     def value(key):

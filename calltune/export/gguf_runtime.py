@@ -14,7 +14,7 @@ from calltune.evaluate.engines import Generation, cut_at_stop
 
 
 class LlamaCppEngine:
-    def __init__(self, gguf_path, *, threads: int = 2, n_ctx: int = 2048, name: str | None = None):
+    def __init__(self, gguf_path, *, threads: int | None = 2, n_ctx: int = 2048, name: str | None = None):
         from llama_cpp import Llama
 
         self.name = name or f"gguf-{Path(gguf_path).stem.removeprefix('model-')}"

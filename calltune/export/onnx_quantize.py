@@ -3,8 +3,8 @@
 | variant | file                  | Transformers.js dtype | weights                                          |
 |---------|-----------------------|-----------------------|--------------------------------------------------|
 | fp16    | model_fp16.onnx       | fp16                  | float16 (inputs/outputs stay float32)            |
-| int8    | model_quantized.onnx  | q8 (default on WASM)  | MatMul weights 8-bit (MatMulNBits, blocks of 32), embedding float16 |
-| q4      | model_q4.onnx         | q4                    | MatMul weights 4-bit (MatMulNBits, blocks of 32), embedding 4-bit (GatherBlockQuantized) |
+| int8    | model_quantized.onnx  | q8 (default on WASM)  | MatMul weights 8-bit (MatMulNBits, blocks of 32), embedding int8 rows |
+| q4      | model_q4.onnx         | q4                    | MatMul weights 4-bit (MatMulNBits, blocks of 32), embedding int8 rows |
 
 All are weight-only: activations stay float32. onnxruntime's `quantize_dynamic` (int8 activations)
 is not used: it cut top-1 agreement with fp32 to ~0.6 on these models (TOOLCHAIN.md), while 8-bit
@@ -50,13 +50,14 @@ def to_fp16(model):
 
 
 def weight_only(model, bits: int):
-    """MatMul weights to `bits` (MatMulNBits); the embedding table 4-bit at 4 bits (the only width
-    GatherBlockQuantized takes), float16 otherwise."""
+    """MatMul weights to `bits` (MatMulNBits, blocks of 32) and the embedding table to int8 rows.
+
+    onnxruntime's own 4-bit Gather (GatherBlockQuantized) is not in onnxruntime-web's WASM build, so
+    the embedding is quantized with standard ops instead (embedding_to_int8)."""
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
-    ops = ("MatMul", "Gather") if bits == 4 else ("MatMul",)
     config = DefaultWeightOnlyQuantConfig(block_size=BLOCK_SIZE, is_symmetric=True, bits=bits,
-                                          op_types_to_quantize=ops, quant_axes=(("MatMul", 0), ("Gather", 1)))
+                                          op_types_to_quantize=("MatMul",), quant_axes=(("MatMul", 0),))
     quantizer = MatMulNBitsQuantizer(model, algo_config=config)
     quiet = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")
     level, quiet.level = quiet.level, logging.ERROR
@@ -65,15 +66,23 @@ def weight_only(model, bits: int):
     finally:
         quiet.setLevel(level)
     model = quantizer.model.model
-    if bits != 4:
-        embedding_to_fp16(model)
+    embedding_to_int8(model)
     return model
 
 
-def embedding_to_fp16(model) -> int:
-    """Store float32 tables read by Gather (the token embedding) as float16 + a Cast back to float32.
-    Halves the largest tensor of a small LLM at no measurable cost. Returns the tables converted."""
+def int8_rows(table):
+    """Symmetric per-row int8: (int8 table, float32 scales [rows, 1])."""
     import numpy as np
+
+    scales = np.abs(table).max(axis=1, keepdims=True) / 127.0
+    scales[scales == 0] = 1.0
+    return np.clip(np.rint(table / scales), -127, 127).astype(np.int8), scales.astype(np.float32)
+
+
+def embedding_to_int8(model) -> int:
+    """Store each float32 table read by a Gather (the token embedding) as int8 rows + one scale per
+    row: Gather(int8) -> Cast -> Mul(Gather(scales)). Standard ops only, so every runtime runs it;
+    a quarter of the fp32 size. Returns the number of tables converted."""
     from onnx import TensorProto, helper, numpy_helper
 
     graph = model.graph
@@ -83,13 +92,20 @@ def embedding_to_fp16(model) -> int:
         if node.op_type != "Gather" or node.input[0] not in tables:
             continue
         table = tables.pop(node.input[0])
-        half = numpy_helper.from_array(numpy_helper.to_array(table).astype(np.float16), table.name + "_fp16")
+        values, scales = int8_rows(numpy_helper.to_array(table))
         graph.initializer.remove(table)
-        graph.initializer.append(half)
-        gathered = node.output[0] + "_fp16"
-        cast = helper.make_node("Cast", [gathered], [node.output[0]], to=TensorProto.FLOAT, name=node.name + "_to_fp32")
-        node.input[0], node.output[0] = half.name, gathered
-        graph.node.insert(list(graph.node).index(node) + 1, cast)
+        graph.initializer.extend([numpy_helper.from_array(values, table.name + "_int8"),
+                                  numpy_helper.from_array(scales, table.name + "_scale")])
+        ids, out, name = node.input[1], node.output[0], node.name or table.name
+        extra = [
+            helper.make_node("Gather", [table.name + "_scale", ids], [out + "_scale"], name=name + "_scale"),
+            helper.make_node("Cast", [out + "_int8"], [out + "_float"], to=TensorProto.FLOAT, name=name + "_cast"),
+            helper.make_node("Mul", [out + "_float", out + "_scale"], [out], name=name + "_dequantize"),
+        ]
+        node.input[0], node.output[0] = table.name + "_int8", out + "_int8"
+        at = list(graph.node).index(node) + 1
+        for offset, new_node in enumerate(extra):
+            graph.node.insert(at + offset, new_node)
         converted += 1
     return converted
 

@@ -12,6 +12,7 @@ from calltune.errors import InputError
 ONNX_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 PAST_PREFIX = "past_key_values."
 PRESENT_PREFIX = "present."
+PREFILL_CHUNK = 256  # prompt tokens a pass: bounds the [tokens, vocab] logits a long prompt produces
 
 
 class OnnxCausalLM:
@@ -52,9 +53,30 @@ class OnnxCausalLM:
     def logits(self, ids: list[int]) -> np.ndarray:
         return self.step(ids, self.empty_cache(), 0)[0]
 
+    def passes(self, ids: list[int], chunk: int, one_by_one_from: int | None = None):
+        """Feed `ids` through the KV cache `chunk` positions a pass (one a pass from `one_by_one_from`
+        on, as decoding does); yield (logits, cache) after each pass. A long sequence never holds
+        [len, vocab] floats at once (1 MB a position with a 262k-token vocabulary)."""
+        cache, start, end = self.empty_cache(), 0, len(ids)
+        single = end if one_by_one_from is None else one_by_one_from
+        while start < end:
+            stop = start + 1 if start >= single else min(start + chunk, single)
+            logits, cache = self.step(ids[start:stop], cache, start)
+            yield logits, cache
+            start = stop
+
+    def chunked_logits(self, ids: list[int], chunk: int, one_by_one_from: int | None = None):
+        return (logits for logits, _ in self.passes(ids, chunk, one_by_one_from))
+
+    def prefill(self, ids: list[int], chunk: int = PREFILL_CHUNK) -> tuple[np.ndarray, dict]:
+        """Last-position logits [1, vocab] and the cache after the prompt `ids`."""
+        for logits, cache in self.passes(ids, chunk):
+            pass
+        return logits[-1:], cache
+
     def greedy(self, ids: list[int], max_new_tokens: int, end_ids=(), stop=lambda new_ids: False) -> list[int]:
         """Greedy continuation of `ids`; ends after an id in `end_ids` (kept) or when `stop(new_ids)`."""
-        logits, cache = self.step(ids, self.empty_cache(), 0)
+        logits, cache = self.prefill(ids)
         past, new_ids = len(ids), []
         for _ in range(max_new_tokens):
             token = int(logits[-1].argmax())

@@ -33,56 +33,85 @@ def load_check_set(examples_path, tokenizer, fmt, limit: int) -> CheckSet:
     return CheckSet(rows, full, [fmt.prompt(r["messages"], r["tools"]) for r in rows])
 
 
-def torch_logits(model, ids: list[int]) -> np.ndarray:
+CHUNK = 128  # positions per forward pass in the checks (bounds memory on large vocabularies)
+
+
+def torch_chunked_logits(model, ids: list[int], chunk: int = CHUNK):
+    """PyTorch logits of `ids`, `chunk` positions at a time through the model's KV cache."""
     import torch
 
+    past = None
     with torch.inference_mode():
-        return model(torch.tensor([ids])).logits[0].float().numpy()
+        for start in range(0, len(ids), chunk):
+            out = model(torch.tensor([ids[start:start + chunk]]), past_key_values=past, use_cache=True)
+            past = out.past_key_values
+            yield out.logits[0].float().numpy()
 
 
-def cached_logits(onnx_model, ids: list[int], prefill: int) -> np.ndarray:
-    """Logits for `ids`: the first `prefill` tokens in one pass, then one token at a time."""
-    logits, cache = onnx_model.step(ids[:prefill], onnx_model.empty_cache(), 0)
-    rows = [logits]
-    for position in range(prefill, len(ids)):
-        logits, cache = onnx_model.step(ids[position:position + 1], cache, position)
-        rows.append(logits)
-    return np.concatenate(rows)
-
-
-def logits_parity(torch_model, onnx_model, sequences: list[list[int]]) -> dict:
-    """max |delta| between PyTorch and ONNX logits, in one pass and through the KV cache."""
-    one_pass = cached = 0.0
+def logits_parity(torch_model, onnx_model, sequences: list[list[int]], decoded: int = 32) -> dict:
+    """max |delta| between PyTorch and ONNX logits over whole sequences (ONNX fed CHUNK positions a
+    pass), and over the last `decoded` positions fed one token at a time through the KV cache."""
+    chunked = stepped = 0.0
     for ids in sequences:
-        reference = torch_logits(torch_model, ids)
-        one_pass = max(one_pass, float(np.abs(onnx_model.logits(ids) - reference).max()))
-        cached = max(cached, float(np.abs(cached_logits(onnx_model, ids, len(ids) // 2) - reference).max()))
-    return {"max_abs_diff": one_pass, "cached_max_abs_diff": cached}
+        one_by_one_from = max(1, len(ids) - decoded)
+        reference_tail = Tail(len(ids) - one_by_one_from)
+        for expected, got in zip(torch_chunked_logits(torch_model, ids), onnx_model.chunked_logits(ids, CHUNK)):
+            chunked = max(chunked, float(np.abs(expected - got).max()))
+            reference_tail.add(expected)
+        decoding = Tail(len(ids) - one_by_one_from)
+        for got in onnx_model.chunked_logits(ids, CHUNK, one_by_one_from):
+            decoding.add(got)
+        stepped = max(stepped, float(np.abs(reference_tail.rows() - decoding.rows()).max()))
+    return {"max_abs_diff": chunked, "cached_max_abs_diff": stepped}
 
 
-def top1_agreement(reference, candidate, sequences: list[list[int]]) -> dict:
-    """Share of positions where `candidate` picks the same next token as `reference` (both
-    OnnxCausalLM), and the largest logit difference."""
-    same = total = 0
-    worst = 0.0
+class Tail:
+    """The last `n` rows of a stream of logit chunks, holding little more than those."""
+
+    def __init__(self, n: int):
+        self.n, self.kept, self.count = n, [], 0
+
+    def add(self, chunk: np.ndarray) -> None:
+        self.kept.append(chunk)
+        self.count += len(chunk)
+        while self.count - len(self.kept[0]) >= self.n:
+            self.count -= len(self.kept.pop(0))
+
+    def rows(self) -> np.ndarray:
+        return np.concatenate(self.kept)[-self.n:]
+
+
+def top1_agreement(reference, candidates: dict, sequences: list[list[int]]) -> dict[str, dict]:
+    """For each candidate (name -> OnnxCausalLM): the share of positions where it picks the same next
+    token as `reference`, and the largest logit difference. The reference runs once, in lockstep."""
+    same = dict.fromkeys(candidates, 0)
+    worst = dict.fromkeys(candidates, 0.0)
+    total = 0
     for ids in sequences:
-        ref, cand = reference.logits(ids), candidate.logits(ids)
-        same += int((ref.argmax(-1) == cand.argmax(-1)).sum())
-        total += len(ids)
-        worst = max(worst, float(np.abs(ref - cand).max()))
-    return {"top1_agreement": same / total, "max_abs_diff": worst, "positions": total}
+        streams = [model.chunked_logits(ids, CHUNK) for model in candidates.values()]
+        for ref, *chunks in zip(reference.chunked_logits(ids, CHUNK), *streams):
+            top = ref.argmax(-1)
+            total += len(ref)
+            for name, chunk in zip(candidates, chunks):
+                same[name] += int((chunk.argmax(-1) == top).sum())
+                worst[name] = max(worst[name], float(np.abs(ref - chunk).max()))
+    return {name: {"top1_agreement": same[name] / total, "max_abs_diff": worst[name], "positions": total}
+            for name in candidates}
 
 
-def greedy_agreement(reference, candidate, fmt, prompts: list[str], max_new_tokens: int) -> dict:
-    """Generate greedily with two engines; share of prompts with the same text and the same calls."""
+def greedy_agreement(reference_texts: list[str], candidate, fmt, prompts: list[str], max_new_tokens: int) -> dict:
+    """Share of prompts where `candidate` generates the reference's text, and the same calls."""
     same_text = same_calls = 0
-    for prompt in prompts:
-        a = reference.generate(prompt, max_new_tokens, fmt.stop_strings).text
-        b = candidate.generate(prompt, max_new_tokens, fmt.stop_strings).text
-        same_text += a == b
-        same_calls += fmt.parse(a).calls == fmt.parse(b).calls
+    for prompt, expected in zip(prompts, reference_texts, strict=True):
+        text = candidate.generate(prompt, max_new_tokens, fmt.stop_strings).text
+        same_text += text == expected
+        same_calls += fmt.parse(text).calls == fmt.parse(expected).calls
     n = len(prompts)
     return {"same_text": same_text / n, "same_calls": same_calls / n, "prompts": n}
+
+
+def greedy_texts(engine, fmt, prompts: list[str], max_new_tokens: int) -> list[str]:
+    return [engine.generate(prompt, max_new_tokens, fmt.stop_strings).text for prompt in prompts]
 
 
 def load_torch(model_dir: Path):
@@ -112,8 +141,9 @@ def check_export(model_dir, export_dir, examples_path, *, format_name: str = "au
     checks = load_check_set(examples_path, tokenizer, fmt, limit)
     reference = TorchEngine(model_dir, threads=threads)
     exported = OnnxEngine(export_dir, threads=threads)
+    expected = greedy_texts(reference, fmt, checks.prompts, max_new_tokens)
     return {**logits_parity(reference.model, exported.model, checks.full_ids),
-            **greedy_agreement(reference, exported, fmt, checks.prompts, max_new_tokens)}
+            **greedy_agreement(expected, exported, fmt, checks.prompts, max_new_tokens)}
 
 
 def check_variants(export_dir, variants_dir, variants, examples_path, *, format_name: str = "auto", limit: int = 8,
@@ -125,9 +155,10 @@ def check_variants(export_dir, variants_dir, variants, examples_path, *, format_
     tokenizer, fmt = check_format(Path(export_dir), format_name)
     checks = load_check_set(examples_path, tokenizer, fmt, limit)
     reference = OnnxEngine(export_dir, threads=threads)
-    results = {}
-    for name in variants:
-        candidate = OnnxEngine(variants_dir, model_file=VARIANTS[name].file, threads=threads, name=f"onnx-{name}")
-        results[name] = {**top1_agreement(reference.model, candidate.model, checks.full_ids),
-                         **greedy_agreement(reference, candidate, fmt, checks.prompts, max_new_tokens)}
+    candidates = {name: OnnxEngine(variants_dir, model_file=VARIANTS[name].file, threads=threads, name=f"onnx-{name}")
+                  for name in variants}
+    results = top1_agreement(reference.model, {n: c.model for n, c in candidates.items()}, checks.full_ids)
+    expected = greedy_texts(reference, fmt, checks.prompts, max_new_tokens)
+    for name, candidate in candidates.items():
+        results[name].update(greedy_agreement(expected, candidate, fmt, checks.prompts, max_new_tokens))
     return results

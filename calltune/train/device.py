@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import platform
 import random
@@ -71,6 +72,16 @@ def resolve_dtype(requested: str, device: torch.device) -> torch.dtype:
     if DTYPES[requested] is torch.bfloat16 and not bf16_supported(device):
         raise InputError(f"bfloat16 is not supported on {device.type} here", field="train.dtype")
     return DTYPES[requested]
+
+
+def attention_kernels(device: torch.device):
+    """On CUDA, SDPA without the cuDNN backend: it builds a new plan for every new sequence
+    length (~2 ms of CPU per attention call measured on an H200), and batch lengths vary."""
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
 
 
 def seed_everything(seed: int) -> None:

@@ -256,7 +256,7 @@ def run_mlx(params: dict, paths, progress: bool = True) -> dict:
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     with open_live(paths.live, False) as live:
         callback = LiveCallback(live, accum)
-        train(model, optimizer, train_set, valid_set or train_set[:1], args, loss=target_head_loss,
+        train(model, optimizer, train_set, valid_set, args, loss=target_head_loss,
               iterate_batches=batch_iterator(seed, pad_id), training_callback=callback)
     losses = [h["train/loss"] for h in callback.history if "train/loss" in h]
     valid = [(h["valid/loss"], h["step"]) for h in callback.history if "valid/loss" in h]

@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from calltune.train import checkpoint as ckpt
 from calltune.train.datasets import Example, collate, length_grouped_batches
+from calltune.train.device import attention_kernels
 from calltune.train.lora import load_trainable_state, trainable_state
 from calltune.train.loss import completion_loss
 from calltune.train.schedule import lr_at
@@ -96,10 +97,13 @@ class Trainer:
         return min(total, self.cfg.max_steps) if self.cfg.max_steps else total
 
     # -- one step --------------------------------------------------------------------------
-    def _autocast(self):
-        if self.autocast is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.autocast)
+    @contextlib.contextmanager
+    def _kernels(self):
+        """Autocast for fp32 master weights; the attention kernels that suit the device."""
+        amp = (torch.autocast(device_type=self.device.type, dtype=self.autocast) if self.autocast is not None
+               else contextlib.nullcontext())
+        with amp, attention_kernels(self.device):
+            yield
 
     def batch(self, indices: list[int], examples: list[Example]):
         return collate([examples[i] for i in indices], self.pad_id).to(self.device)
@@ -112,7 +116,7 @@ class Trainer:
         n_targets = sum(b.n_targets for b in batches)
         loss_sum = torch.zeros((), device=self.device)
         for batch in batches:
-            with self._autocast():
+            with self._kernels():
                 loss, _ = completion_loss(self.model, batch, self.cfg.share_prefix)
             (loss / n_targets).backward()
             loss_sum += loss.detach()
@@ -138,7 +142,7 @@ class Trainer:
         self.model.eval()
         total, count = 0.0, 0
         for ids in length_grouped_batches(self.valid_set, self.cfg.batch_size, self.cfg.seed, 0):
-            with self._autocast():
+            with self._kernels():
                 loss, n = completion_loss(self.model, self.batch(ids, self.valid_set), self.cfg.share_prefix)
             total, count = total + float(loss), count + n
         return total / count

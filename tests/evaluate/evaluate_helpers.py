@@ -6,8 +6,11 @@ import shutil
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
-from data_helpers import ROOT, load_stage, params_file, write_jsonl  # noqa: E402,F401  (shared with the data tests)
+TESTS = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(TESTS / "data"), str(TESTS / "export")]
+# shared with the data and the GGUF tests
+from data_helpers import ROOT, load_stage, params_file, write_jsonl  # noqa: F401
+from gguf_helpers import CALLS, TOOLS, conversation, teach_tool_calls  # noqa: F401
 
 SYSTEM = {"role": "system", "content": "You are a model that can do function calling with the following functions"}
 WEATHER = {"type": "function", "function": {
@@ -49,3 +52,23 @@ def models_tree(root: Path, model_dir: Path, names=("base", "fused")) -> Path:
         shutil.copytree(model_dir, root / name)
     return root
 
+
+
+def taught_examples() -> list[dict]:
+    """Data-contract rows of the calls the taught tiny model learned (gguf_helpers.CALLS)."""
+    return [{"id": f"taught-{i}", "messages": conversation(query, name, arguments), "tools": TOOLS,
+             "meta": {"source": f"gguf_helpers.CALLS:{i}", "calls": [name]}}
+            for i, (query, name, arguments) in enumerate(CALLS)]
+
+
+def assert_generates_like(engine, reference, examples=EXAMPLES, max_new_tokens: int = 16,
+                          without_stops: bool = True) -> None:
+    """`engine` generates what `reference` generates, text and token count, with the FunctionGemma
+    stops (and with none, unless `without_stops` is off) on the prompts of `examples`."""
+    from calltune.formats import get_format
+
+    fmt = get_format("functiongemma")
+    for ex in examples:
+        prompt = fmt.prompt(ex["messages"], ex["tools"])
+        for stop in (fmt.stop_strings, []) if without_stops else (fmt.stop_strings,):
+            assert engine.generate(prompt, max_new_tokens, stop) == reference.generate(prompt, max_new_tokens, stop)

@@ -6,7 +6,7 @@ from calltune.evaluate.engines import Engine
 from calltune.evaluate.targets import get_target
 from calltune.formats import get_format
 
-from evaluate_helpers import EXAMPLES, models_tree
+from evaluate_helpers import EXAMPLES, assert_generates_like, models_tree
 
 pytest.importorskip("mlx_lm", reason="mlx-lm not installed (pip install calltune[mlx])")
 MAX_NEW_TOKENS = 16
@@ -20,11 +20,7 @@ def mlx_engine(tmp_path_factory, tiny_gemma_dir):
 
 def test_mlx_generates_what_pytorch_generates(mlx_engine, torch_engine):
     assert isinstance(mlx_engine, Engine) and mlx_engine.name == "mlx"
-    fmt = get_format("functiongemma")
-    for ex in EXAMPLES:
-        prompt = fmt.prompt(ex["messages"], ex["tools"])
-        for stop in (fmt.stop_strings, []):
-            assert mlx_engine.generate(prompt, MAX_NEW_TOKENS, stop) == torch_engine.generate(prompt, MAX_NEW_TOKENS, stop)
+    assert_generates_like(mlx_engine, torch_engine, max_new_tokens=MAX_NEW_TOKENS)
 
 
 def test_mlx_honours_max_new_tokens_and_a_plain_text_stop(mlx_engine, torch_engine):

@@ -7,7 +7,7 @@ from calltune.evaluate.runner import evaluate_artifact
 from calltune.evaluate.targets import get_target
 from calltune.formats import get_format
 
-from evaluate_helpers import EXAMPLES, models_tree
+from evaluate_helpers import EXAMPLES, assert_generates_like, models_tree
 
 VARIANTS = ("fp16", "int8", "q4")
 MAX_NEW_TOKENS = 16
@@ -32,10 +32,7 @@ def prompts():
 def test_onnx_fp32_generates_what_pytorch_generates(models, torch_engine):
     engine = get_target("onnx-fp32", models).engine(threads=1)
     assert isinstance(engine, Engine) and engine.name == "onnx-fp32"
-    fmt, texts = prompts()
-    for prompt in texts:
-        for stop in (fmt.stop_strings, []):
-            assert engine.generate(prompt, MAX_NEW_TOKENS, stop) == torch_engine.generate(prompt, MAX_NEW_TOKENS, stop)
+    assert_generates_like(engine, torch_engine, max_new_tokens=MAX_NEW_TOKENS)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

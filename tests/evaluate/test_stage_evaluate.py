@@ -12,7 +12,7 @@ from calltune.evaluate.predictions import read_predictions
 from calltune.evaluate.runner import size_on_disk_mb
 from calltune.formats import get_format
 
-from evaluate_helpers import EXAMPLES, load_stage, models_tree, params_file, write_jsonl
+from evaluate_helpers import CALLS, EXAMPLES, load_stage, models_tree, params_file, taught_examples, write_jsonl
 
 evaluate_stage = load_stage("evaluate")
 MAX_NEW_TOKENS = 10
@@ -72,10 +72,10 @@ def test_default_output_paths_follow_the_target_name(workdir, monkeypatch):
 
 
 @pytest.mark.parametrize("target, message", [
-    ("onnx-q4", "models/onnx_quantized/onnx/model_q4.onnx: artifact of target onnx-q4 not found: "
-                "the quantize stage writes it when quantize.onnx includes q4"),
-    ("gguf-f16", "models/gguf/model-f16.gguf: artifact of target gguf-f16 not found: "
-                 "the export stage writes it when export.gguf includes f16"),
+    ("onnx-q4", ("models/onnx_quantized/onnx/model_q4.onnx: artifact of target onnx-q4 not found: "
+                 "the quantize stage writes it when quantize.onnx includes q4")),
+    ("gguf-f16", ("models/gguf/model-f16.gguf: artifact of target gguf-f16 not found: "
+                  "the export stage writes it when export.gguf includes f16")),
 ])
 def test_missing_artifact_fails_naming_the_stage_and_writes_nothing(workdir, target, message):
     result = run(workdir, target)
@@ -114,3 +114,24 @@ def test_unknown_target_is_a_usage_error(workdir):
     result = run(workdir, "onnx-int4")
     assert result.exit_code == 2 and "Invalid value for '--target'" in result.output
     assert outputs(workdir) == []
+
+
+def test_tuned_model_scores_on_the_calls_it_learned_and_the_random_base_does_not(tmp_path, tiny_gemma_dir,
+                                                                               taught_gemma_dir):
+    models_tree(tmp_path / "models", tiny_gemma_dir, names=("base",))
+    models_tree(tmp_path / "models", taught_gemma_dir, names=("fused",))
+    write_jsonl(tmp_path / "test.jsonl", taught_examples())
+    params_file(tmp_path, evaluate={"max_new_tokens": 32, "limit": 0, "threads": 1})
+    scores = {}
+    for target in ("base", "tuned"):
+        result = run(tmp_path, target)
+        assert result.exit_code == 0, result.output
+        scores[target] = json.loads((tmp_path / f"metrics/{target}.json").read_text())
+    tuned, base = scores["tuned"], scores["base"]
+    assert (tuned["n"], tuned["exact_match"], tuned["ast_accuracy"], tuned["call_rate"]) == (5, 1.0, 1.0, 1.0)
+    assert tuned["per_tool"] == {"get_weather": 1.0, "send_email": 1.0}
+    assert base["exact_match"] == 0.0 and base["per_tool"] == {"get_weather": 0.0, "send_email": 0.0}
+    confusion = json.loads((tmp_path / "plots/confusion/tuned.json").read_text())
+    assert sorted((r["expected"], r["predicted"]) for r in confusion) == sorted((name, name) for _, name, _ in CALLS)
+    verdicts = [p.judgement.verdict for p in read_predictions(tmp_path / "predictions/tuned.jsonl")]
+    assert verdicts == ["exact"] * 5

@@ -22,8 +22,8 @@ def test_table_orders_rows_by_target_and_shows_the_gap_to_tuned():
     table = markdown_table({"onnx-q4": metrics(0.9, 80.25, 150.04), "base": metrics(0.1, irrelevance=None),
                             "tuned": metrics(0.95, 40.0, 1073.5), "custom": metrics(0.5)})
     assert table.splitlines() == [
-        "| target | n | exact | AST | tool name | parse-valid | call rate | irrelevance | p50 s | p95 s | tok/s | MB "
-        "| Δ exact |",
+        ("| target | n | exact | AST | tool name | parse-valid | call rate | irrelevance | p50 s | p95 s | tok/s | MB "
+         "| Δ exact |"),
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         "| base | 20 | 0.100 | 0.100 | 1.000 | 1.000 | 0.950 | n/a | 0.500 | 0.750 | 50.0 | 100.0 | -0.850 |",
         "| tuned | 20 | 0.950 | 0.950 | 1.000 | 1.000 | 0.950 | 1.000 | 0.500 | 0.750 | 40.0 | 1073.5 | +0.000 |",

@@ -95,3 +95,13 @@ def test_torch_target_engine_runs_the_artifact_under_the_target_name(tmp_path, t
     assert isinstance(engine, TorchEngine) and isinstance(engine, Engine) and engine.name == "base"
     prompt = "<bos><start_of_turn>user\nWeather in Paris?<end_of_turn>\n<start_of_turn>model\n"
     assert engine.generate(prompt, 10, ["<end_of_turn>"]) == torch_engine.generate(prompt, 10, ["<end_of_turn>"])
+
+
+def test_mlx_target_without_mlx_lm_says_how_to_install_it(tmp_path, tiny_gemma_dir, monkeypatch):
+    import importlib.util
+
+    models_tree(tmp_path, tiny_gemma_dir, names=("fused",))
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlx_lm" else real_find_spec(name, *a))
+    with pytest.raises(InputError, match=r"target mlx needs mlx-lm: pip install 'calltune\[mlx\]'"):
+        get_target("mlx", tmp_path).engine()

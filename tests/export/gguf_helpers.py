@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 
-
 SYSTEM = "You are a model that can do function calling with the following functions"
 TOOLS = [
     {"type": "function", "function": {
@@ -45,8 +44,11 @@ def _supervised_ids(tokenizer, fmt, messages):
     return ids, labels
 
 
-def teach_tool_calls(src_dir, out_dir, max_steps: int = 300):
-    """Full fine-tuning of the tiny model on CALLS until the loss is near zero (a few seconds)."""
+def teach_tool_calls(src_dir, out_dir, max_steps: int = 200):
+    """Full fine-tuning of the tiny model on CALLS until the loss is near zero (~100 steps, ~12 s).
+
+    One thread: on this tiny model more threads only add synchronisation (and 60x slowdowns on a
+    loaded machine)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -61,14 +63,19 @@ def teach_tool_calls(src_dir, out_dir, max_steps: int = 300):
     input_ids = torch.tensor([ids + [0] * (width - len(ids)) for ids, _ in batch])
     labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in batch])
     mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in batch])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(max_steps):
-        loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        if loss.item() < 0.005:
-            break
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for _ in range(max_steps):
+            loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            if loss.item() < 0.01:
+                break
+    finally:
+        torch.set_num_threads(threads)
     shutil.copytree(src_dir, out_dir)
     model.eval().save_pretrained(out_dir, safe_serialization=True)
     return out_dir, loss.item()

@@ -7,14 +7,20 @@ import shutil
 
 import pytest
 import torch
+from gguf_helpers import CALLS, TOOLS, conversation
 
 from calltune.errors import InputError
-from calltune.export.gguf import (check_gguf, export_gguf, gguf_name, quantize_gguf, read_gguf_metadata,
-                                  stop_strings)
+from calltune.export.gguf import (
+    check_gguf,
+    export_gguf,
+    gguf_name,
+    quantize_gguf,
+    read_gguf_metadata,
+    stop_strings,
+)
 from calltune.export.modelfile import render_modelfile
 from calltune.formats import get_format
 from calltune.tokenizer import CONTROL, FUNCTIONGEMMA_TOKENS
-from gguf_helpers import CALLS, TOOLS, conversation
 
 pytest.importorskip("llama_cpp")
 
@@ -30,15 +36,18 @@ def engines(tool_ggufs):
     float_dir, quant_dir, _, _ = tool_ggufs
     paths = {"f32": float_dir / gguf_name("f32"), "f16": float_dir / gguf_name("f16"),
              "q8_0": quant_dir / gguf_name("q8_0"), "q4_K_M": quant_dir / gguf_name("q4_K_M")}
-    return {kind: LlamaCppEngine(path, threads=2) for kind, path in paths.items()}
+    return {kind: LlamaCppEngine(path, threads=1) for kind, path in paths.items()}  # barriers stall on a busy machine
 
 
 @pytest.fixture(scope="module")
 def torch_model(tool_gemma_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a 64-wide model gains nothing from more, and a loaded machine punishes it
     model = AutoModelForCausalLM.from_pretrained(tool_gemma_dir, dtype=torch.float32).eval()
-    return model, AutoTokenizer.from_pretrained(tool_gemma_dir)
+    yield model, AutoTokenizer.from_pretrained(tool_gemma_dir)
+    torch.set_num_threads(threads)
 
 
 def torch_greedy(torch_model, prompt_ids: list[int], n: int) -> list[int]:
@@ -55,7 +64,7 @@ def llama_logits(gguf, ids: list[int]):
     """llama.cpp's logits at every position of `ids`."""
     from llama_cpp import Llama
 
-    llm = Llama(model_path=str(gguf), n_ctx=512, n_threads=2, logits_all=True, verbose=False)
+    llm = Llama(model_path=str(gguf), n_ctx=512, n_threads=1, logits_all=True, verbose=False)
     llm.eval(ids)
     return llm.scores[:len(ids)].copy()
 
@@ -68,7 +77,7 @@ def torch_logits(torch_model, ids: list[int]):
 def test_every_gguf_carries_the_template_and_control_function_tokens(tool_ggufs):
     float_dir, quant_dir, exported, quantized = tool_ggufs
     for folder, report in ((float_dir, exported), (quant_dir, quantized)):
-        for kind, row in report.items():
+        for row in report.values():
             meta = read_gguf_metadata(folder / row["file"])
             assert meta["architecture"] == "gemma3"
             assert meta["chat_template"] == FMT.chat_template
@@ -104,20 +113,22 @@ def test_f32_gguf_greedy_tokens_equal_pytorch(engines, torch_model):
         assert engine.generate_ids(ids, 20, FMT.stop_strings) == torch_greedy(torch_model, ids, 20)
 
 
-@pytest.mark.parametrize("kind, tolerance", [("f32", 1e-3), ("f16", 0.05)])
+@pytest.mark.parametrize("kind, tolerance", [("f32", 1e-3), ("f16", 3e-3)])
 def test_gguf_logits_match_pytorch(tool_ggufs, engines, torch_model, kind, tolerance):
-    """Every prompt position; f16 rounding moves logits a little, f32 only by summation order."""
+    """Every prompt position, relative to the largest logit. Even the f32 file differs a little:
+    llama.cpp keeps the KV cache in f16 (measured 6e-4 here); f16 weights add rounding (1.2e-3)."""
     ids = engines[kind].tokenize(PROMPTS[0] + "<start_function_call>call:get_weather{location:")
     ours, reference = llama_logits(tool_ggufs[0] / gguf_name(kind), ids), torch_logits(torch_model, ids)
-    assert abs(ours - reference).max() < tolerance
+    assert abs(ours - reference).max() < tolerance * abs(reference).max()
     assert (ours.argmax(-1) == reference.argmax(-1)).mean() >= 0.95
 
 
 @pytest.mark.parametrize("kind", ["f16", "q8_0", "q4_K_M"])
 def test_gguf_calls_the_tools_it_was_taught(engines, kind):
-    for (query, name, arguments), prompt in zip(CALLS, PROMPTS):
-        result = FMT.parse(engines[kind].generate(prompt, 48, FMT.stop_strings).text)
-        assert result.ok, result.error
+    for query, name, arguments in CALLS:
+        text = engines[kind].generate(FMT.prompt(conversation(query), TOOLS), 48, FMT.stop_strings).text
+        result = FMT.parse(text)
+        assert result.ok, (text, result.error)
         assert [call["name"] for call in result.calls] == [name]
         if kind != "q4_K_M":  # 4-bit on a 64-wide random model: the name must survive, the value may not
             assert result.calls[0]["arguments"] == arguments
@@ -172,11 +183,27 @@ def test_quantize_needs_a_float_gguf(tmp_path):
         quantize_gguf(tmp_path, tmp_path / "out", ["q8_0"])
 
 
-def test_failed_quantization_leaves_nothing(tmp_path):
+def test_corrupt_source_is_a_clear_error_and_leaves_nothing(tmp_path):
     bad = tmp_path / "model-f16.gguf"
     bad.write_bytes(b"GGUF" + b"\0" * 64)
-    with pytest.raises(Exception):
+    with pytest.raises(InputError, match="not a readable GGUF"):
         quantize_gguf(bad, tmp_path / "out", ["q8_0"])
+    assert not (tmp_path / "out").exists()
+
+
+def test_llama_cpp_refusal_leaves_nothing(tmp_path):
+    import gguf
+    import numpy as np
+
+    source = tmp_path / "model-f16.gguf"  # a well-formed GGUF of an architecture llama.cpp lacks
+    writer = gguf.GGUFWriter(source, "no-such-architecture")
+    writer.add_tensor("weight", np.zeros((32, 64), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(RuntimeError, match="failed to quantize"):
+        quantize_gguf(source, tmp_path / "out", ["q8_0"])
     assert not (tmp_path / "out").exists()
 
 

@@ -8,7 +8,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from calltune.train.datasets import Example, collate
-from calltune.train.loss import MIN_SHARED_PREFIX, completion_loss, full_logits_loss, shared_prefix_len
+from calltune.train.loss import (MIN_SHARED_PREFIX, attention_masks, completion_loss, full_logits_loss,
+                                 pack_shared_prefix, shared_prefix_len)
 
 
 def _batch(vocab: int, head: int = 48, rows: int = 4, seed: int = 0):
@@ -36,8 +37,9 @@ def _grads(model, loss_fn, batch):
 
 
 @pytest.mark.parametrize("share_prefix", [False, True])
-@pytest.mark.parametrize("config", [{}, {"sliding_window": 8}, {"final_logit_softcapping": 5.0}],
-                         ids=["plain", "short-sliding-window", "softcap"])
+@pytest.mark.parametrize("config", [{}, {"sliding_window": 8}, {"final_logit_softcapping": 5.0},
+                                    {"sliding_window": 8, "attn_implementation": "eager"}],
+                         ids=["plain", "short-sliding-window", "softcap", "eager-attention"])
 def test_completion_loss_equals_masked_full_logits_loss(tiny_gemma_dir, share_prefix, config):
     model = _model(tiny_gemma_dir, **config)
     batch = _batch(model.config.vocab_size)
@@ -58,14 +60,31 @@ def test_softcap_is_applied(tiny_gemma_dir):
     assert abs(float(plain) - float(capped)) > 1e-3
 
 
-def test_completion_loss_on_llama(tiny_llama_dir):
-    model = _model(tiny_llama_dir)
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_completion_loss_on_llama(tiny_llama_dir, attention):
+    model = _model(tiny_llama_dir, attn_implementation=attention)
     batch = _batch(model.config.vocab_size, rows=3, seed=3)
+    assert shared_prefix_len(batch) == 48
     with torch.no_grad():
         ours, n = completion_loss(model, batch)
         ref, m = full_logits_loss(model, batch)
     assert n == m == batch.n_targets
     assert abs(float(ours) - float(ref)) <= 1e-5 * abs(float(ref))
+
+
+def test_packed_row_layout_and_masks(tiny_gemma_dir):
+    batch = collate([Example("a", (5, 6, 7, 8, 9), (False,) * 4 + (True,)),
+                     Example("b", (5, 6, 7, 3), (False, False, False, True))], pad_id=0)
+    packed = pack_shared_prefix(batch, 2)
+    assert packed.input_ids.tolist() == [[5, 6, 7, 8, 9, 7, 3]]
+    assert packed.positions.tolist() == [[0, 1, 2, 3, 4, 2, 3]]
+    assert packed.segments.tolist() == [-1, -1, 0, 0, 0, 1, 1]
+    config = _model(tiny_gemma_dir, sliding_window=2).config
+    masks = attention_masks(packed, config, torch.float32)
+    full, sliding = masks["full_attention"][0, 0], masks["sliding_attention"][0, 0]
+    assert full[6].tolist() == [True, True, False, False, False, True, True]  # b's tail: head + itself
+    assert full[4].tolist() == [True, True, True, True, True, False, False]  # a's tail never sees b's
+    assert sliding[6].tolist() == [False, False, False, False, False, True, True]  # positions 2..3 only
 
 
 def test_shared_prefix_stops_before_the_first_target_context():

@@ -10,7 +10,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+TESTS = Path(__file__).resolve().parent
+sys.path[:0] = [str(TESTS), str(TESTS / "export")]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -27,6 +28,16 @@ def tiny_gemma_dir(tmp_path_factory) -> Path:
 def tiny_llama_dir(tmp_path_factory) -> Path:
     """HF directory of a tiny Llama with a tool-aware ChatML template (treat as read-only)."""
     return build_tiny_llama(tmp_path_factory.mktemp("tiny") / "llama")
+
+
+@pytest.fixture(scope="session")
+def taught_gemma_dir(tiny_gemma_dir, tmp_path_factory) -> Path:
+    """The tiny Gemma fully fine-tuned until it makes gguf_helpers.CALLS (a stand-in tuned model)."""
+    from gguf_helpers import teach_tool_calls
+
+    out, loss = teach_tool_calls(tiny_gemma_dir, tmp_path_factory.mktemp("taught") / "gemma")
+    assert loss < 0.02, f"the tiny model did not learn the calls (loss {loss:.3f})"
+    return out
 
 
 @pytest.fixture(scope="session")

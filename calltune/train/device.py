@@ -74,6 +74,12 @@ def resolve_dtype(requested: str, device: torch.device) -> torch.dtype:
     return DTYPES[requested]
 
 
+def use_compile(requested, device: torch.device) -> bool:
+    """`auto` compiles on CUDA only: there the step is launch-bound and compiling pays back within
+    a minute; on CPU, inductor's C++ builds take minutes on a laptop-class machine."""
+    return device.type == "cuda" if requested == "auto" else bool(requested)
+
+
 def attention_kernels(device: torch.device):
     """On CUDA, SDPA without the cuDNN backend: it builds a new plan for every new sequence
     length (~2 ms of CPU per attention call measured on an H200), and batch lengths vary."""

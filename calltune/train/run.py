@@ -33,8 +33,9 @@ def warn(message: str) -> None:
 
 
 def fingerprint(params: dict, paths: TrainPaths) -> str:
-    """What a checkpoint must match to be resumed: every train param but `resume`, seed, format, data."""
-    train = {k: v for k, v in params["train"].items() if k != "resume"}
+    """What a checkpoint must match to be resumed: the train params (but resume and compile, which
+    do not change the math), seed, format and data."""
+    train = {k: v for k, v in params["train"].items() if k not in ("resume", "compile")}
     blob = json.dumps([train, params["base"]["seed"], params["model"]["format"],
                        sha256_file(paths.train), sha256_file(paths.valid) if paths.valid.is_file() else None],
                       sort_keys=True)
@@ -91,8 +92,9 @@ def run_torch(params: dict, paths: TrainPaths, progress: bool = True) -> dict:
     from transformers import AutoTokenizer
 
     from calltune.formats import get_format
-    from calltune.train.device import resolve_device, resolve_dtype, seed_everything
+    from calltune.train.device import resolve_device, resolve_dtype, seed_everything, use_compile
     from calltune.train.lora import load_base_model, make_trainable, save_trained
+    from calltune.train.loss import compile_layers
     from calltune.train.trainer import Trainer, TrainConfig
 
     tp, seed = params["train"], params["base"]["seed"]
@@ -105,6 +107,7 @@ def run_torch(params: dict, paths: TrainPaths, progress: bool = True) -> dict:
     train, valid, cuts = load_splits(paths, fmt, tokenizer, tp["max_seq_len"])
     model = load_base_model(paths.base, tp["method"], dtype, device)
     model = make_trainable(model, tp["method"], tp["lora"], tp["gradient_checkpointing"])
+    compiled = use_compile(tp["compile"], device) and compile_layers(model) > 0
     if not tp["resume"]:
         shutil.rmtree(paths.checkpoints, ignore_errors=True)
     paths.checkpoints.mkdir(parents=True, exist_ok=True)
@@ -117,7 +120,7 @@ def run_torch(params: dict, paths: TrainPaths, progress: bool = True) -> dict:
         result = trainer.fit()
     summary = {
         "backend": "torch", "device": device.type, "dtype": str(dtype).removeprefix("torch."),
-        "method": tp["method"], "format": fmt.name, "seed": seed, "params": tp,
+        "method": tp["method"], "format": fmt.name, "seed": seed, "compiled": compiled, "params": tp,
         "trainable_parameters": sum(p.numel() for p in trainer.params),
         "data": {"train": data_stats(train), "valid": data_stats(valid)}, "cut": cuts,
         **result, "wall_s": round(time.perf_counter() - started, 1),

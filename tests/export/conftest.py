@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from gguf_helpers import teach_tool_calls
 
 
 @pytest.fixture(scope="session")
-def tool_gemma_dir(tiny_gemma_dir, tmp_path_factory):
-    out, loss = teach_tool_calls(tiny_gemma_dir, tmp_path_factory.mktemp("taught") / "gemma")
-    assert loss < 0.02, f"the tiny model did not learn the calls (loss {loss:.3f})"
-    return out
-
-
-@pytest.fixture(scope="session")
-def tool_ggufs(tool_gemma_dir, tmp_path_factory):
+def tool_ggufs(taught_gemma_dir, tmp_path_factory):
     """(float dir, quantized dir, export report, quantize report) for the taught tiny model."""
     from calltune.export.gguf import export_gguf, quantize_gguf
 
     root = tmp_path_factory.mktemp("gguf")
-    exported = export_gguf(tool_gemma_dir, root / "gguf", ["f32", "f16"])
+    exported = export_gguf(taught_gemma_dir, root / "gguf", ["f32", "f16"])
     quantized = quantize_gguf(root / "gguf", root / "quantized", ["q8_0", "q4_K_M"], threads=2)
     return root / "gguf", root / "quantized", exported, quantized
 
@@ -32,7 +24,7 @@ def pytest_configure(config):
 
 
 @pytest.fixture(scope="session")
-def tool_onnx(tiny_gemma_dir, tool_gemma_dir, tmp_path_factory):
+def tool_onnx(tiny_gemma_dir, taught_gemma_dir, tmp_path_factory):
     """The taught tiny model through the pipeline: fuse (a full fine-tune) -> ONNX -> quantized.
     Returns (fused dir, ONNX fp32 dir, quantized dir, quantize report)."""
     from calltune.export.onnx import export_onnx
@@ -40,7 +32,7 @@ def tool_onnx(tiny_gemma_dir, tool_gemma_dir, tmp_path_factory):
     from calltune.fuse import fuse
 
     root = tmp_path_factory.mktemp("onnx")
-    fuse(tiny_gemma_dir, tool_gemma_dir, root / "fused")
+    fuse(tiny_gemma_dir, taught_gemma_dir, root / "fused")
     export_onnx(root / "fused", root / "onnx")
     report = quantize_onnx(root / "onnx", root / "quantized", list(VARIANTS))
     return root / "fused", root / "onnx", root / "quantized", report

@@ -40,13 +40,13 @@ def engines(tool_ggufs):
 
 
 @pytest.fixture(scope="module")
-def torch_model(tool_gemma_dir):
+def torch_model(taught_gemma_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a 64-wide model gains nothing from more, and a loaded machine punishes it
-    model = AutoModelForCausalLM.from_pretrained(tool_gemma_dir, dtype=torch.float32).eval()
-    yield model, AutoTokenizer.from_pretrained(tool_gemma_dir)
+    model = AutoModelForCausalLM.from_pretrained(taught_gemma_dir, dtype=torch.float32).eval()
+    yield model, AutoTokenizer.from_pretrained(taught_gemma_dir)
     torch.set_num_threads(threads)
 
 

@@ -51,7 +51,8 @@ def test_weight_formats(tool_onnx):
     float_inits = Counter(init.data_type for init in fp16.graph.initializer if len(init.dims) == 2)
     assert float_inits[onnx.TensorProto.FLOAT16] > 0 and float_inits[onnx.TensorProto.FLOAT] == 0
     io_types = {v.type.tensor_type.elem_type for v in [*fp16.graph.input, *fp16.graph.output]}
-    assert onnx.TensorProto.FLOAT16 not in io_types  # keep_io_types: callers feed and read float32
+    assert io_types == {onnx.TensorProto.INT64, onnx.TensorProto.FLOAT}  # callers feed and read float32
+    assert ops(quantized / "onnx" / VARIANTS["fp16"].file)["Cast"] >= float_inits[onnx.TensorProto.FLOAT16]
 
     for name, bits in (("int8", 8), ("q4", 4)):
         path = quantized / "onnx" / VARIANTS[name].file

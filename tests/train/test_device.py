@@ -52,3 +52,9 @@ def test_backend_auto_is_mlx_only_on_apple_silicon():
         pytest.importorskip("mlx_lm")
     assert dev.resolve_backend("auto") == expected
     assert dev.resolve_backend("mlx") == "mlx" and dev.resolve_backend("torch") == "torch"
+
+
+def test_compile_auto_is_on_for_cuda_only():
+    assert dev.use_compile("auto", torch.device("cuda"))
+    assert not dev.use_compile("auto", torch.device("cpu"))
+    assert dev.use_compile(True, torch.device("cpu")) and not dev.use_compile(False, torch.device("cuda"))

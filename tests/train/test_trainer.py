@@ -99,13 +99,15 @@ def test_same_seed_same_adapter_other_seed_other_adapter(tiny_gemma_dir, data):
 
 
 def test_grad_accumulation_equals_one_big_batch(tiny_gemma_dir, data):
-    big = make_trainer(tiny_gemma_dir, data, batch_size=4, lora={**LORA, "dropout": 0.0})
-    small = make_trainer(tiny_gemma_dir, data, batch_size=2, grad_accum=2, lora={**LORA, "dropout": 0.0})
+    big = make_trainer(tiny_gemma_dir, data, batch_size=4, grad_clip=0.0, lora={**LORA, "dropout": 0.0})
+    small = make_trainer(tiny_gemma_dir, data, batch_size=2, grad_accum=2, grad_clip=0.0, lora={**LORA, "dropout": 0.0})
     one = big.optimizer_step([[0, 1, 2, 3]])
     two = small.optimizer_step([[0, 1], [2, 3]])
     assert one["train_loss"] == pytest.approx(two["train_loss"], rel=1e-6)
-    for name, value in adapter(big).items():
-        torch.testing.assert_close(adapter(small)[name], value, rtol=1e-5, atol=1e-7)
+    # AdamW's first moment after one step is (1 - beta1) * gradient: the gradients agree
+    for p_big, p_small in zip(big.params, small.params):
+        torch.testing.assert_close(small.optimizer.state[p_small]["exp_avg"], big.optimizer.state[p_big]["exp_avg"],
+                                   rtol=1e-4, atol=1e-9)
 
 
 def test_early_stopping_keeps_the_best_weights(tiny_gemma_dir, data, monkeypatch):

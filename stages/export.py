@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from calltune.cli import params_option, stage
+from calltune.export.gguf import export_gguf
 from calltune.io import write_json
 
 
@@ -36,12 +37,8 @@ def main(params, fused, onnx_out, gguf_out, examples, metrics):
     report = {}
     if params["export"]["onnx"]:
         report["onnx"] = export_onnx_checked(params, fused, onnx_out, examples)
-    # --- GGUF: calltune.export.gguf (owned by the GGUF work) ---
     if params["export"]["gguf"]:
-        from calltune.export.gguf import export_gguf
-
         report["gguf"] = export_gguf(Path(fused), Path(gguf_out), params["export"]["gguf"])
-    # --- end GGUF ---
     write_json(metrics, report)
 
 

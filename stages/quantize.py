@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from calltune.cli import params_option, stage
+from calltune.export.gguf import quantize_gguf
 from calltune.io import write_json
 
 
@@ -43,12 +44,8 @@ def main(params, onnx_dir, out, gguf_dir, gguf_out, examples, metrics):
     report = {}
     if params["quantize"]["onnx"]:
         report["onnx"] = quantize_onnx_checked(params, onnx_dir, out, examples)
-    # --- GGUF: calltune.export.gguf (owned by the GGUF work) ---
     if params["quantize"]["gguf"]:
-        from calltune.export.gguf import quantize_gguf
-
         report["gguf"] = quantize_gguf(Path(gguf_dir), Path(gguf_out), params["quantize"]["gguf"])
-    # --- end GGUF ---
     write_json(metrics, report)
 
 

@@ -1,6 +1,5 @@
 """params.yaml validation: the shipped file passes; every kind of mistake names its key."""
 
-import shutil
 from pathlib import Path
 
 import pytest

@@ -4,7 +4,7 @@ that must come back as a ParseResult with an error, never an exception."""
 from __future__ import annotations
 
 import pytest
-from format_fixtures import GOLDEN_CASES, GOLDEN_IDS
+from format_fixtures import GOLDEN_CASES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -40,7 +40,7 @@ def parsed(text: str) -> ParseResult:
      {"s": "<end_function_call><end_of_turn><start_function_response>"}),
     (f"f{{s:{E}{E},multi:{E}line\none{E}}}", {"s": "", "multi": "line\none"}),
     (f"f{{{E}odd key: yes{E}:1}}", {"odd key: yes": 1}),
-    (f"f{{ a : 1 , b : [ 1 , 2 ] }}", {"a": 1, "b": [1, 2]}),
+    ("f{ a : 1 , b : [ 1 , 2 ] }", {"a": 1, "b": [1, 2]}),
     ("my-tool.v2{x:1}", {"x": 1}),
 ])
 def test_single_call(body, arguments):
@@ -56,7 +56,7 @@ def test_numbers_and_nested_values_survive_where_regex_parsers_drop_them():
 
 
 def test_parallel_calls_and_text_around_them():
-    text = (f"Sure, doing both. {call(f'a{{x:1}}')}{call(f'b{{y:{E}z{E}}}')} Done."
+    text = (f"Sure, doing both. {call('a{x:1}')}{call(f'b{{y:{E}z{E}}}')} Done."
             "<start_function_response>ignored after the stop token")
     assert parsed(text) == ParseResult([{"name": "a", "arguments": {"x": 1}}, {"name": "b", "arguments": {"y": "z"}}],
                                        "Sure, doing both.  Done.", None)

@@ -4,6 +4,7 @@ with keep-best, dvclive logging, a progress bar, checkpoints and exact resume.""
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -87,9 +88,9 @@ class Trainer:
         batches = length_grouped_batches(self.train_set, self.cfg.batch_size, self.cfg.seed, epoch)
         return chunks(batches, self.cfg.grad_accum)
 
-    @property
+    @functools.cached_property
     def steps_per_epoch(self) -> int:
-        return len(self.epoch_plan(0))
+        return len(self.epoch_plan(0))  # the same every epoch: group sizes fix the batch count
 
     @property
     def total_steps(self) -> int:

@@ -1,0 +1,137 @@
+"""calltune.serve: the taught tiny model's GGUF served by llama.cpp behind an OpenAI-compatible
+endpoint, called with the real `openai` client (a tools list in, tool_calls out, streaming too),
+and the request errors a client can make. (Here beside the GGUF fixtures it serves.)"""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+
+import pytest
+from gguf_helpers import SYSTEM, TOOLS
+
+from calltune.errors import InputError
+from calltune.export.gguf import gguf_name
+from calltune.serve import load_service, make_server, to_contract_messages
+
+openai = pytest.importorskip("openai")
+
+TOKYO = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "What is the weather in Tokyo?"}]
+
+
+@pytest.fixture(scope="module")
+def service(tool_ggufs):
+    return load_service(tool_ggufs[1] / gguf_name("q8_0"), threads=2, n_ctx=2048)
+
+
+@contextmanager
+def serving(service):
+    """The server on 127.0.0.1, a free port, in a thread; always shut down."""
+    server = make_server(service, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def client(base: str):
+    return openai.OpenAI(base_url=f"{base}/v1", api_key="not-needed", timeout=60, max_retries=0)
+
+
+def test_the_openai_client_gets_tool_calls_back(service):
+    with serving(service) as base:
+        reply = client(base).chat.completions.create(model=service.model_name, messages=TOKYO, tools=TOOLS,
+                                                     max_tokens=48, temperature=0)
+    choice = reply.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    [call] = choice.message.tool_calls
+    assert call.type == "function" and call.id.startswith("call_")
+    assert call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"location": "Tokyo"}
+    assert reply.usage.prompt_tokens > 20 and 0 < reply.usage.completion_tokens <= 48
+
+
+def test_streaming_carries_the_same_call(service):
+    with serving(service) as base:
+        stream = client(base).chat.completions.create(model=service.model_name, messages=TOKYO, tools=TOOLS,
+                                                      max_tokens=48, stream=True)
+        chunks = list(stream)
+    calls = [tc for c in chunks for tc in (c.choices[0].delta.tool_calls or [])]
+    assert [(tc.function.name, json.loads(tc.function.arguments)) for tc in calls] == [("get_weather", {"location": "Tokyo"})]
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
+def test_a_tool_result_turn_is_rendered_with_the_calls_name(service):
+    """OpenAI tool messages name the call by id; the FunctionGemma render needs the function name."""
+    messages = TOKYO + [
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"location": "Tokyo"}'}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": '{"temperature": 21}'}]
+    with serving(service) as base:
+        reply = client(base).chat.completions.create(model=service.model_name, messages=messages, tools=TOOLS,
+                                                     max_tokens=8)
+    assert reply.choices[0].finish_reason in ("stop", "length", "tool_calls")
+    prompt = service.fmt.render(to_contract_messages(messages), TOOLS, add_generation_prompt=True)
+    assert "<start_function_response>response:get_weather{temperature:21}<end_function_response>" in prompt
+
+
+def test_tool_messages_get_names_by_id_or_position():
+    calls = [{"id": "a", "type": "function", "function": {"name": "f", "arguments": "{}"}},
+             {"id": "b", "type": "function", "function": {"name": "g", "arguments": '{"x": 1}'}}]
+    messages = to_contract_messages([
+        {"role": "user", "content": "hi"}, {"role": "assistant", "tool_calls": calls},
+        {"role": "tool", "tool_call_id": "b", "content": "[1, 2]"},
+        {"role": "tool", "content": "plain text"}])  # no id: the next unanswered position
+    assert messages[1]["tool_calls"][1]["function"]["arguments"] == {"x": 1}
+    assert [(m["name"], m["content"]) for m in messages[2:]] == [("g", [1, 2]), ("g", "plain text")]
+
+
+def test_a_tool_message_with_no_earlier_call_is_an_input_error():
+    with pytest.raises(InputError, match="answers no earlier tool call"):
+        to_contract_messages([{"role": "user", "content": "hi"}, {"role": "tool", "content": "1"}])
+
+
+def post(base: str, path: str, body: bytes) -> tuple[int, dict]:
+    request = urllib.request.Request(base + path, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+@pytest.mark.parametrize(("path", "body", "status", "message"), [
+    ("/v1/chat/completions", b"{not json", 400, "not JSON"),
+    ("/v1/chat/completions", b"[]", 400, "JSON object"),
+    ("/v1/chat/completions", b'{"messages": []}', 400, "non-empty list"),
+    ("/v1/chat/completions", json.dumps({"messages": TOKYO, "max_tokens": 0}).encode(), 400, "max_tokens"),
+    ("/v1/chat/completions", json.dumps({"messages": [{"role": "tool", "content": "x"}]}).encode(), 400, "no earlier"),
+    ("/v1/completions", b"{}", 404, "no route"),
+])
+def test_bad_requests_get_openai_style_errors(service, path, body, status, message):
+    with serving(service) as base:
+        code, payload = post(base, path, body)
+    assert code == status
+    assert message in payload["error"]["message"] and payload["error"]["type"] == "invalid_request_error"
+
+
+def test_health_and_models(service):
+    with serving(service) as base:
+        with urllib.request.urlopen(f"{base}/health", timeout=10) as r:
+            assert json.loads(r.read()) == {"status": "ok"}
+        assert [m.id for m in client(base).models.list().data] == [service.model_name]
+
+
+def test_load_service_rejects_what_it_cannot_serve(tmp_path):
+    with pytest.raises(InputError, match="not a .gguf file or a model directory"):
+        load_service(tmp_path)
+    with pytest.raises(InputError, match="GGUF file not found"):
+        load_service(tmp_path / "missing.gguf")

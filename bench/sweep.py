@@ -1,0 +1,105 @@
+"""Sweep train settings (not a test, not a stage): for each config train, fuse, then greedy-evaluate
+on the valid and test splits; prints one table. Runs wherever torch does (a GPU makes it minutes).
+
+    python bench/sweep.py models/base /tmp/sweep configs.json
+    configs.json: [{"name": "base"}, {"name": "default"}, {"name": "ep5", "train": {"epochs": 5}},
+                   {"name": "more-data", "data": "path/to/train.jsonl"}]
+
+"train" overrides params.yaml's train block; "name": "base" evaluates the base model untouched.
+The numbers behind the train defaults (closing notes, 2026-11-21) came from this on an H100.
+"""
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from transformers import AutoTokenizer
+
+from calltune.data.dataset import load_dataset
+from calltune.evaluate.engines import TorchEngine
+from calltune.evaluate.metrics import aggregate
+from calltune.evaluate.runner import evaluate_target
+from calltune.formats import get_format
+from calltune.fuse import fuse
+from calltune.train.device import seed_everything
+from calltune.train.lora import load_base_model, make_trainable, save_trained
+from calltune.train.run import TrainPaths, load_splits
+from calltune.train.trainer import TrainConfig, Trainer
+
+
+def merge(a, b):
+    out = copy.deepcopy(a)
+    for k, v in b.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def evaluate(model_dir, fmt, rows, device):
+    engine = TorchEngine(model_dir, device=device)
+    preds = evaluate_target(engine, fmt, rows, max_new_tokens=96, warmup=False)
+    del engine
+    return preds
+
+
+def main(base, out, configs):
+    base, out = Path(base), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    seed = params["base"]["seed"]
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    tok = AutoTokenizer.from_pretrained(base)
+    fmt = get_format("functiongemma")
+    rows = {s: load_dataset(f"data/splits/{s}.jsonl") for s in ("valid", "test")}
+    results = []
+    for cfg in configs:
+        started = time.time()
+        if cfg["name"] == "base":
+            model_dir = base
+            summary = {}
+        else:
+            tp = merge(params["train"], cfg.get("train", {}))
+            paths = TrainPaths(train=Path(cfg.get("data", "data/splits/train.jsonl")), base=base)
+            train, valid, _ = load_splits(paths, fmt, tok, tp["max_seq_len"])
+            seed_everything(seed)
+            dtype = torch.bfloat16
+            model = make_trainable(load_base_model(base, tp["method"], dtype, device), tp["method"], tp["lora"])
+            trainer = Trainer(model, train, valid, TrainConfig.from_params(tp, seed), device, tok.pad_token_id,
+                              autocast=dtype if tp["method"] == "full" else None, progress=False)
+            summary = trainer.fit()
+            adapter = out / f"adapter-{cfg['name']}"
+            save_trained(model, adapter, tp["method"])
+            del model, trainer
+            torch.cuda.empty_cache()
+            model_dir = out / f"fused-{cfg['name']}"
+            fuse(base, adapter, model_dir)
+        train_s = time.time() - started
+        row = {"name": cfg["name"], "train_s": round(train_s, 1), "steps": summary.get("steps"),
+               "best_step": summary.get("best_step"), "best_valid_loss": summary.get("best_valid_loss"),
+               "last_train_loss": summary.get("last_train_loss")}
+        for split, data in rows.items():
+            preds = evaluate(model_dir, fmt, data, device.type)
+            m = aggregate(preds)
+            row[split] = {k: m[k] for k in ("exact_match", "ast_accuracy", "tool_name_accuracy",
+                                             "irrelevance_accuracy", "parse_valid_rate")}
+            with open(out / f"pred-{cfg['name']}-{split}.jsonl", "w") as f:
+                for p in preds:
+                    d = p.to_dict()
+                    d.pop("prompt", None)
+                    f.write(json.dumps(d) + "\n")
+        row["eval_s"] = round(time.time() - started - train_s, 1)
+        results.append(row)
+        print(json.dumps(row), flush=True)
+        (out / "results.json").write_text(json.dumps(results, indent=1))
+    print(f"{'name':<24} {'steps':>5} {'best':>5} {'vloss':>7} | valid exact/ast/names | test exact/ast/names")
+    for r in results:
+        v, t = r["valid"], r["test"]
+        print(f"{r['name']:<24} {r['steps'] or 0:>5} {r['best_step'] or 0:>5} {r['best_valid_loss'] or 0:>7.4f} | "
+              f"{v['exact_match']:.3f} {v['ast_accuracy']:.3f} {v['tool_name_accuracy']:.3f} | "
+              f"{t['exact_match']:.3f} {t['ast_accuracy']:.3f} {t['tool_name_accuracy']:.3f}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], json.loads(Path(sys.argv[3]).read_text()))

@@ -25,51 +25,18 @@ from pathlib import Path
 import click
 
 from calltune.errors import InputError
-from calltune.formats.messages import arguments_dict, call_function
 
 DEFAULT_MAX_TOKENS = 256
 
 
 def to_contract_messages(messages: list[dict]) -> list[dict]:
-    """OpenAI chat messages -> calltune's contract: call arguments as dicts, tool results named.
+    """A request's OpenAI chat messages in calltune's form, read as the OpenAI importer reads them;
+    a tool result without a `tool_call_id` answers the next unanswered call of the last turn."""
+    from calltune.data.importers.openai import contract_messages
 
-    An OpenAI tool message carries `tool_call_id`, not the function's name: the name comes from the
-    assistant call with that id, or else from the call in the same position of the last turn.
-    """
     if not isinstance(messages, list) or not messages:
         raise InputError("messages must be a non-empty list", field="messages")
-    out, names_by_id, last_calls, answered = [], {}, [], 0
-    for index, message in enumerate(messages):
-        if not isinstance(message, dict):
-            raise InputError("each message must be an object", field=f"messages[{index}]")
-        message = dict(message)
-        if message.get("tool_calls"):
-            functions = [call_function(c) for c in message["tool_calls"]]
-            last_calls, answered = [f["name"] for f in functions], 0
-            for call, function in zip(message["tool_calls"], functions):
-                if isinstance(call, dict) and call.get("id"):
-                    names_by_id[call["id"]] = function["name"]
-            message["tool_calls"] = [{"type": "function", "function": {"name": f["name"],
-                                                                       "arguments": arguments_dict(f)}}
-                                     for f in functions]
-        elif message.get("role") == "tool" and "name" not in message:
-            name = names_by_id.get(message.get("tool_call_id")) or (
-                last_calls[answered] if answered < len(last_calls) else None)
-            if name is None:
-                raise InputError("a tool message answers no earlier tool call", field=f"messages[{index}]")
-            message["name"], answered = name, answered + 1
-            message["content"] = _json_or_text(message.get("content"))
-        out.append(message)
-    return out
-
-
-def _json_or_text(content):
-    if isinstance(content, str):
-        try:
-            return json.loads(content)
-        except json.JSONDecodeError:
-            return content
-    return content
+    return contract_messages(messages, by_position=True)
 
 
 @dataclass

@@ -90,7 +90,7 @@ def test_tool_messages_get_names_by_id_or_position():
         {"role": "user", "content": "hi"}, {"role": "assistant", "tool_calls": calls},
         {"role": "tool", "tool_call_id": "b", "content": "[1, 2]"},
         {"role": "tool", "content": "plain text"}])  # no id: the next unanswered position
-    assert messages[1]["tool_calls"][1]["function"]["arguments"] == {"x": 1}
+    assert messages[1]["tool_calls"][1] == {"name": "g", "arguments": {"x": 1}}
     assert [(m["name"], m["content"]) for m in messages[2:]] == [("g", [1, 2]), ("g", "plain text")]
 
 

@@ -110,6 +110,21 @@ CHAT_TEMPLATE = r"""{#- FunctionGemma chat format, written by calltune. -#}
     {%- endif -%}
     {{- '<end_function_response>' -}}
 {%- endmacro -%}
+{#- An OpenAI-style tool message names its call by id only: find that call's function name. -#}
+{%- macro call_name(messages, call_id) -%}
+    {%- set found = namespace(name='') -%}
+    {%- for earlier in messages -%}
+        {%- for call in earlier['tool_calls'] or [] -%}
+            {%- if call['id'] is defined and call['id'] == call_id -%}
+                {%- set found.name = call['function']['name'] if call['function'] is defined else call['name'] -%}
+            {%- endif -%}
+        {%- endfor -%}
+    {%- endfor -%}
+    {%- if not found.name -%}
+        {{- raise_exception('a tool message needs a name, or the tool_call_id of an earlier call') -}}
+    {%- endif -%}
+    {{- found.name -}}
+{%- endmacro -%}
 {%- macro format_text(message) -%}
     {%- if message['content'] -%}
         {{- message['content'] | trim -}}
@@ -154,6 +169,8 @@ CHAT_TEMPLATE = r"""{#- FunctionGemma chat format, written by calltune. -#}
                     {{- format_response(message['name'], message['content']) -}}
                 {%- elif message['content'] is mapping -%}
                     {{- format_response(message['content']['name'], message['content']['response']) -}}
+                {%- elif message['content'] is string and message['tool_call_id'] is defined -%}
+                    {{- format_response(call_name(messages, message['tool_call_id']), message['content']) -}}
                 {%- elif message['content'] is string -%}
                     {{- raise_exception('a tool message needs a name') -}}
                 {%- else -%}

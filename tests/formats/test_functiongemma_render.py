@@ -289,9 +289,31 @@ def test_bad_tool_raises_input_error():
         FMT.render(USER, [{"type": "function", "function": {"description": "no name"}}])
 
 
+OPENAI_CONVERSATION = USER + [
+    {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": {"x": 1}}},
+        {"id": "call_2", "type": "function", "function": {"name": "g", "arguments": {"y": "two"}}}]},
+    {"role": "tool", "tool_call_id": "call_2", "content": "second"},
+    {"role": "tool", "tool_call_id": "call_1", "content": "first"},
+]
+
+
+def test_jinja_names_openai_tool_results_by_their_call_id():
+    """OpenAI clients (and llama-server's template probes) send results with a tool_call_id and
+    no name; the template finds the call's name, as the importer does for the Python renderer."""
+    from calltune.data.importers.openai import contract_messages
+
+    rendered = jinja_render(OPENAI_CONVERSATION)
+    assert rendered == FMT.render(contract_messages(OPENAI_CONVERSATION))
+    assert rendered.endswith("<start_function_response>response:g{value:<escape>second<escape>}<end_function_response>"
+                             "<start_function_response>response:f{value:<escape>first<escape>}<end_function_response>")
+
+
 def test_jinja_template_rejects_what_the_renderer_rejects():
     with pytest.raises(InputError, match="a tool message needs a name"):
         jinja_render(USER + [call_message({}), {"role": "tool", "content": "no name"}])
+    with pytest.raises(InputError, match="needs a name, or the tool_call_id of an earlier call"):
+        jinja_render(OPENAI_CONVERSATION[:2] + [{"role": "tool", "tool_call_id": "call_9", "content": "x"}])
     with pytest.raises(InputError, match="unknown role"):
         jinja_render([{"role": "robot", "content": "x"}])
 

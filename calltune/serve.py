@@ -1,22 +1,29 @@
 """Serve a tuned model behind an OpenAI-compatible `/v1/chat/completions` with `tools`.
 
-    python -m calltune.serve models/gguf_quantized/model-q4_K_M.gguf        # llama.cpp
+    python -m calltune.serve models/gguf_quantized/model-q4_K_M.gguf        # llama.cpp (llama-server)
     python -m calltune.serve models/fused                                   # PyTorch
 
-The request is rendered by calltune's chat format (the same text the model was trained and
-evaluated on), generated greedily by the artifact's engine (llama.cpp for a .gguf, PyTorch for a
-model directory), and the model's calls are parsed into OpenAI `tool_calls` (arguments as a JSON
-string, `finish_reason: "tool_calls"`). `stream: true` answers with server-sent events: the reply
-is generated first, then sent as OpenAI chunks (role, content or tool_calls, finish_reason, [DONE]).
-Binds 127.0.0.1 unless told otherwise; one generation at a time.
+Engines: a .gguf runs in llama.cpp's own server (`llama-server --jinja --special`, a child process
+on a private 127.0.0.1 port) when it is installed, else in llama.cpp in-process (llama-cpp-python);
+a model directory runs in PyTorch. With llama-server the GGUF's own chat template renders the
+request; otherwise calltune's chat format does (the same text: the template is calltune's). Either
+way the model's calls are parsed by calltune's format into OpenAI `tool_calls` (arguments as a JSON
+string, `finish_reason: "tool_calls"`): llama.cpp has no FunctionGemma call parser. `stream: true`
+answers with server-sent events: the reply is generated first, then sent as OpenAI chunks (role,
+content or tool_calls, finish_reason, [DONE]). Greedy; binds 127.0.0.1 unless told otherwise; one
+generation at a time.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,6 +32,7 @@ from pathlib import Path
 import click
 
 from calltune.errors import InputError
+from calltune.evaluate.engines import cut_at_stop
 
 DEFAULT_MAX_TOKENS = 256
 
@@ -48,12 +56,84 @@ class Reply:
     completion_tokens: int
 
 
-class ChatService:
-    """Render -> generate -> parse for one loaded artifact; thread-safe (one generation at a time)."""
+@dataclass
+class Completion:
+    text: str  # the model's raw reply, control tokens kept
+    prompt_tokens: int
+    completion_tokens: int
 
-    def __init__(self, engine, fmt, model_name: str, count_tokens=None):
-        self.engine, self.fmt, self.model_name = engine, fmt, model_name
-        self.count_tokens = count_tokens or (lambda text: 0)
+
+class RenderingBackend:
+    """An in-process engine (llama.cpp or PyTorch): calltune's format renders the prompt."""
+
+    def __init__(self, engine, fmt, count_tokens):
+        self.engine, self.fmt, self.count_tokens = engine, fmt, count_tokens
+
+    def complete(self, messages: list[dict], tools: list[dict], max_tokens: int) -> Completion:
+        prompt = self.fmt.render(messages, tools, add_generation_prompt=True)
+        text, n_tokens = self.engine.generate(prompt, max_tokens, self.fmt.stop_strings)
+        return Completion(text, self.count_tokens(prompt), n_tokens)
+
+
+class LlamaServerBackend:
+    """llama.cpp's llama-server (started with --jinja --special): the GGUF's own chat template
+    renders the request and the raw reply comes back with its control tokens.
+
+    `tool_choice: "none"` keeps llama-server from parsing calls itself: it has no FunctionGemma
+    parser, and the one it derives from the template rejects valid calls (HTTP 500)."""
+
+    def __init__(self, base_url: str, fmt, timeout: float = 600):
+        self.base_url, self.fmt, self.timeout = base_url, fmt, timeout
+
+    def complete(self, messages: list[dict], tools: list[dict], max_tokens: int) -> Completion:
+        body = {"messages": to_openai_messages(messages), "max_tokens": max_tokens, "temperature": 0,
+                "stop": self.fmt.stop_strings, "cache_prompt": True}
+        if tools:
+            body |= {"tools": tools, "tool_choice": "none"}
+        reply = post_json(f"{self.base_url}/v1/chat/completions", body, self.timeout)
+        usage = reply.get("usage") or {}
+        return Completion(reply["choices"][0]["message"].get("content") or "",
+                          usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0))
+
+
+def to_openai_messages(messages: list[dict]) -> list[dict]:
+    """calltune's messages back in OpenAI form, each tool result carrying its call's name."""
+    out = []
+    for message in messages:
+        if message.get("tool_calls"):
+            out.append({"role": "assistant", "content": message.get("content") or "", "tool_calls": [
+                {"id": f"call_{i}", "type": "function",
+                 "function": {"name": c["name"], "arguments": json.dumps(c["arguments"], ensure_ascii=False)}}
+                for i, c in enumerate(message["tool_calls"])]})
+        elif message["role"] == "tool":
+            content = message["content"]
+            out.append({"role": "tool", "name": message["name"],
+                        "content": content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)})
+        else:
+            out.append({"role": message["role"], "content": message.get("content") or ""})
+    return out
+
+
+def post_json(url: str, body: dict, timeout: float) -> dict:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        raise EngineError(f"llama-server answered HTTP {e.code}: {e.read().decode(errors='replace')[:500]}") from None
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
+        raise EngineError(f"llama-server at {url} did not answer: {e}") from None
+
+
+class EngineError(RuntimeError):
+    """The engine failed on a valid request (HTTP 500 to the client)."""
+
+
+class ChatService:
+    """Parse the request -> generate with the backend -> parse the calls; one generation at a time."""
+
+    def __init__(self, backend, fmt, model_name: str, engine_name: str):
+        self.backend, self.fmt, self.model_name, self.engine_name = backend, fmt, model_name, engine_name
         self._lock = threading.Lock()
 
     def reply(self, request: dict) -> Reply:
@@ -63,16 +143,17 @@ class ChatService:
                           DEFAULT_MAX_TOKENS)
         if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
             raise InputError("max_tokens must be a positive integer", field="max_tokens")
-        prompt = self.fmt.render(messages, tools, add_generation_prompt=True)
+        self.fmt.render(messages, tools, add_generation_prompt=True)  # bad messages or tools: InputError (400)
         with self._lock:
-            text, n_tokens = self.engine.generate(prompt, max_tokens, self.fmt.stop_strings)
+            done = self.backend.complete(messages, tools, max_tokens)
+        text = cut_at_stop(done.text, self.fmt.stop_strings)
         parsed = self.fmt.parse(text)
         calls = [{"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
                   "function": {"name": c["name"], "arguments": json.dumps(c["arguments"], ensure_ascii=False)}}
                  for c in parsed.calls] if tools else []
         content = (parsed.content if calls else text).strip() or None
-        finish = "tool_calls" if calls else "length" if n_tokens >= max_tokens else "stop"
-        return Reply(content, calls, finish, self.count_tokens(prompt), n_tokens)
+        finish = "tool_calls" if calls else "length" if done.completion_tokens >= max_tokens else "stop"
+        return Reply(content, calls, finish, done.prompt_tokens, done.completion_tokens)
 
     def completion(self, reply: Reply) -> dict:
         message = {"role": "assistant", "content": reply.content}
@@ -125,6 +206,8 @@ def make_handler(service: ChatService):
                 return self._error(HTTPStatus.BAD_REQUEST, f"the body is not JSON: {e.msg}")
             except InputError as e:
                 return self._error(HTTPStatus.BAD_REQUEST, str(e))
+            except EngineError as e:
+                return self._error(HTTPStatus.INTERNAL_SERVER_ERROR, str(e), "server_error")
             if request.get("stream"):
                 return self._stream(service.chunks(reply))
             self._json(HTTPStatus.OK, service.completion(reply))
@@ -136,8 +219,8 @@ def make_handler(service: ChatService):
         def _json(self, status, payload: dict) -> None:
             self._send(status, json.dumps(payload, ensure_ascii=False).encode("utf-8"), "application/json")
 
-        def _error(self, status, message: str) -> None:
-            self._json(status, {"error": {"message": message, "type": "invalid_request_error", "code": None}})
+        def _error(self, status, message: str, kind: str = "invalid_request_error") -> None:
+            self._json(status, {"error": {"message": message, "type": kind, "code": None}})
 
         def _send(self, status, body: bytes, content_type: str) -> None:
             self.send_response(status)
@@ -153,29 +236,72 @@ def make_handler(service: ChatService):
     return Handler
 
 
-def load_service(model: Path, fmt_name: str = "auto", threads: int | None = None, n_ctx: int = 4096) -> ChatService:
-    """A ChatService for a .gguf (llama.cpp) or an HF model directory (PyTorch)."""
-    from calltune.formats import get_format
+ENGINES = ("auto", "llama-server", "llama-cpp", "torch")
+
+
+def pick_engine(model: Path, engine: str) -> str:
+    """auto: llama-server for a .gguf when it is installed, else llama.cpp in-process; torch for a directory."""
+    from calltune.llama_server import llama_server_available
 
     if model.suffix == ".gguf":
-        from calltune.export.gguf_runtime import LlamaCppEngine
-
         if not model.is_file():
             raise InputError("GGUF file not found", path=model)
-        engine = LlamaCppEngine(model, threads=threads, n_ctx=n_ctx)
-        if fmt_name == "auto":  # FunctionGemma GGUFs carry its call marker as one token
-            fmt_name = "functiongemma" if len(engine.tokenize("<start_function_call>")) == 1 else "generic"
-        if fmt_name != "functiongemma":
-            raise InputError("serving a GGUF supports the functiongemma format; serve the model directory "
-                             "for other formats", path=model)
-        return ChatService(engine, get_format("functiongemma"), model.stem, lambda t: len(engine.tokenize(t)))
+        if engine == "torch":
+            raise InputError("the torch engine serves a model directory, not a .gguf", path=model)
+        if engine == "auto":
+            return "llama-server" if llama_server_available() else "llama-cpp"
+        return engine
     if not (model / "config.json").is_file():
         raise InputError("not a .gguf file or a model directory with config.json", path=model)
-    from calltune.evaluate.engines import TorchEngine
+    if engine not in ("auto", "torch"):
+        raise InputError(f"the {engine} engine serves a .gguf file; serve this directory with torch", path=model)
+    return "torch"
 
-    engine = TorchEngine(model, threads=threads)
-    fmt = get_format(fmt_name, tokenizer=engine.tokenizer)
-    return ChatService(engine, fmt, model.name, lambda t: len(engine.tokenizer(t, add_special_tokens=False)["input_ids"]))
+
+def gguf_format(model: Path, fmt_name: str, tokenize) -> str:
+    if fmt_name == "auto":  # FunctionGemma GGUFs carry its call marker as one token
+        fmt_name = "functiongemma" if len(tokenize("<start_function_call>")) == 1 else "generic"
+    if fmt_name != "functiongemma":
+        raise InputError("serving a GGUF supports the functiongemma format; serve the model directory "
+                         "for other formats", path=model)
+    return fmt_name
+
+
+def gguf_vocabulary(model: Path):
+    """A tokenize function from the GGUF's vocabulary alone (no weights loaded)."""
+    from llama_cpp import Llama
+
+    vocab = Llama(model_path=str(model), vocab_only=True, verbose=False)
+    return lambda text: vocab.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+
+
+@contextmanager
+def open_service(model: Path, engine: str = "auto", fmt_name: str = "auto", threads: int | None = None,
+                 n_ctx: int = 4096):
+    """Yield a ChatService for `model` on the chosen engine; a llama-server child is stopped on exit."""
+    from calltune.formats import get_format
+
+    engine = pick_engine(Path(model), engine)
+    if engine == "torch":
+        from calltune.evaluate.engines import TorchEngine
+
+        torch_engine = TorchEngine(model, threads=threads)
+        fmt = get_format(fmt_name, tokenizer=torch_engine.tokenizer)
+        count = lambda t: len(torch_engine.tokenizer(t, add_special_tokens=False)["input_ids"])
+        yield ChatService(RenderingBackend(torch_engine, fmt, count), fmt, Path(model).name, engine)
+        return
+    from calltune.export.gguf_runtime import LlamaCppEngine
+
+    if engine == "llama-cpp":
+        llama = LlamaCppEngine(model, threads=threads, n_ctx=n_ctx)
+        fmt = get_format(gguf_format(model, fmt_name, llama.tokenize))
+        yield ChatService(RenderingBackend(llama, fmt, lambda t: len(llama.tokenize(t))), fmt, model.stem, engine)
+        return
+    from calltune.llama_server import running_llama_server
+
+    fmt = get_format(gguf_format(model, fmt_name, gguf_vocabulary(model)))
+    with running_llama_server(model, threads=threads or os.cpu_count() or 1, ctx_size=n_ctx) as base_url:
+        yield ChatService(LlamaServerBackend(base_url, fmt), fmt, model.stem, engine)
 
 
 def make_server(service: ChatService, host: str = "127.0.0.1", port: int = 8080, verbose: bool = False):
@@ -186,6 +312,8 @@ def make_server(service: ChatService, host: str = "127.0.0.1", port: int = 8080,
 
 @click.command(help=__doc__)
 @click.argument("model", type=click.Path(exists=True, path_type=Path))
+@click.option("--engine", default="auto", show_default=True, type=click.Choice(ENGINES),
+              help="auto: llama-server for a .gguf when installed, else llama-cpp (in-process); torch for a directory.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (0.0.0.0 exposes it).")
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--format", "fmt_name", default="auto", show_default=True,
@@ -193,19 +321,20 @@ def make_server(service: ChatService, host: str = "127.0.0.1", port: int = 8080,
 @click.option("--threads", default=None, type=int, help="CPU threads for the engine (default: all).")
 @click.option("--ctx-size", default=4096, show_default=True, type=int, help="llama.cpp context length.")
 @click.option("--verbose", is_flag=True, help="Log every request.")
-def main(model, host, port, fmt_name, threads, ctx_size, verbose):
+def main(model, engine, host, port, fmt_name, threads, ctx_size, verbose):
     try:
-        service = load_service(model, fmt_name, threads, ctx_size)
-    except InputError as e:
+        with open_service(model, engine, fmt_name, threads, ctx_size) as service:
+            server = make_server(service, host, port, verbose)
+            click.echo(f"serving {service.model_name} ({service.fmt.name}, {service.engine_name}) "
+                       f"on http://{host}:{port}/v1 (Ctrl-C stops)")
+            try:
+                server.serve_forever()
+            except KeyboardInterrupt:
+                pass
+            finally:
+                server.server_close()
+    except (InputError, RuntimeError, TimeoutError) as e:
         raise click.ClickException(str(e)) from None
-    server = make_server(service, host, port, verbose)
-    click.echo(f"serving {service.model_name} ({service.fmt.name}) on http://{host}:{port}/v1 (Ctrl-C stops)")
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
 
 
 if __name__ == "__main__":

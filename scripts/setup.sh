@@ -30,6 +30,9 @@ extras="mlx"
 python -m pip install -q -e ".[${extras}]"
 
 if ((with_tests)); then
+  # llama-server for the serving tests: its own build flags (the ones above turn the server off).
+  CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_USE_PREBUILT_UI=OFF" \
+    python -m pip install -q -e ".[server]"
   [[ -x .ci/install_js.sh ]] && bash .ci/install_js.sh
 fi
 git config user.email >/dev/null 2>&1 || git config user.email "calltune@localhost"

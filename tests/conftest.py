@@ -45,3 +45,18 @@ def golden_cases() -> list[dict]:
     import json
 
     return json.loads((SHARED / "functiongemma" / "golden_cases.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def llama_server_binary() -> Path:
+    """llama.cpp's llama-server (calltune.llama_server finds it). Without one the test skips, unless
+    CALLTUNE_REQUIRE_LLAMA_SERVER=1 (set by .ci/run, whose setup installs it) makes that a failure."""
+    from calltune.errors import InputError
+    from calltune.llama_server import find_llama_server
+
+    try:
+        return find_llama_server()
+    except InputError as e:
+        if os.environ.get("CALLTUNE_REQUIRE_LLAMA_SERVER") == "1":
+            pytest.fail(str(e))
+        pytest.skip(str(e))

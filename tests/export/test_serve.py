@@ -1,6 +1,7 @@
-"""calltune.serve: the taught tiny model's GGUF served by llama.cpp behind an OpenAI-compatible
-endpoint, called with the real `openai` client (a tools list in, tool_calls out, streaming too),
-and the request errors a client can make. (Here beside the GGUF fixtures it serves.)"""
+"""calltune.serve: the taught tiny model's GGUF served behind an OpenAI-compatible endpoint by both
+llama.cpp engines (llama-server as a child process, and llama.cpp in-process), called with the real
+`openai` client (a tools list in, tool_calls out, streaming too), and the request errors a client
+can make. (Here beside the GGUF fixtures it serves.)"""
 
 from __future__ import annotations
 
@@ -15,16 +16,29 @@ from gguf_helpers import SYSTEM, TOOLS
 
 from calltune.errors import InputError
 from calltune.export.gguf import gguf_name
-from calltune.serve import load_service, make_server, to_contract_messages
+from calltune.llama_server import free_port
+from calltune.serve import (
+    ChatService,
+    LlamaServerBackend,
+    make_server,
+    open_service,
+    pick_engine,
+    to_contract_messages,
+    to_openai_messages,
+)
 
 openai = pytest.importorskip("openai")
 
 TOKYO = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "What is the weather in Tokyo?"}]
 
 
-@pytest.fixture(scope="module")
-def service(tool_ggufs):
-    return load_service(tool_ggufs[1] / gguf_name("q8_0"), threads=2, n_ctx=2048)
+@pytest.fixture(scope="module", params=["llama-server", "llama-cpp"])
+def service(request, tool_ggufs):
+    if request.param == "llama-server":
+        request.getfixturevalue("llama_server_binary")
+    with open_service(tool_ggufs[1] / gguf_name("q8_0"), request.param, threads=2, n_ctx=2048) as service:
+        assert service.engine_name == request.param
+        yield service
 
 
 @contextmanager
@@ -130,8 +144,37 @@ def test_health_and_models(service):
         assert [m.id for m in client(base).models.list().data] == [service.model_name]
 
 
-def test_load_service_rejects_what_it_cannot_serve(tmp_path):
+def test_engines_serve_what_they_can(tmp_path, tool_ggufs):
+    gguf = tool_ggufs[1] / gguf_name("q8_0")
+    assert pick_engine(gguf, "llama-cpp") == "llama-cpp"
     with pytest.raises(InputError, match="not a .gguf file or a model directory"):
-        load_service(tmp_path)
+        pick_engine(tmp_path, "auto")
     with pytest.raises(InputError, match="GGUF file not found"):
-        load_service(tmp_path / "missing.gguf")
+        pick_engine(tmp_path / "missing.gguf", "auto")
+    with pytest.raises(InputError, match="serves a model directory"):
+        pick_engine(gguf, "torch")
+    (tmp_path / "config.json").write_text("{}")
+    assert pick_engine(tmp_path, "auto") == "torch"
+    with pytest.raises(InputError, match="serves a .gguf file"):
+        pick_engine(tmp_path, "llama-server")
+
+
+def test_calls_and_results_go_to_llama_server_in_openai_form_with_names():
+    messages = to_contract_messages([
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "tool_calls": [{"id": "x", "type": "function",
+                                              "function": {"name": "f", "arguments": '{"a": [1, "b"]}'}}]},
+        {"role": "tool", "tool_call_id": "x", "content": '{"ok": true}'}])
+    user, assistant, tool = to_openai_messages(messages)
+    assert user == {"role": "user", "content": "hi"}
+    assert assistant["tool_calls"][0]["function"] == {"name": "f", "arguments": '{"a": [1, "b"]}'}
+    assert tool == {"role": "tool", "name": "f", "content": '{"ok": true}'}
+
+
+def test_an_engine_that_fails_is_an_http_500(service):
+    down = ChatService(LlamaServerBackend(f"http://127.0.0.1:{free_port()}", service.fmt, timeout=5),
+                       service.fmt, "down", "llama-server")
+    with serving(down) as base:
+        code, payload = post(base, "/v1/chat/completions", json.dumps({"messages": TOKYO}).encode())
+    assert code == 500 and payload["error"]["type"] == "server_error"
+    assert "did not answer" in payload["error"]["message"]

@@ -29,6 +29,10 @@ from calltune.io import atomic_path, read_json, write_json
 
 PROTOBUF_LIMIT = 2**31 - 1
 BLOCK_SIZE = 32
+# onnxruntime's CPU kernel for 8-bit MatMulNBits is fast only with int8 compute (accuracy_level 4:
+# activations quantized per block of 32): Gemma 3 270M decodes ~10x faster than at the default
+# level (float compute), with the same greedy calls on the test prompts checked. 4-bit is fast as is.
+INT8_COMPUTE = 4
 
 
 class Variant(NamedTuple):
@@ -74,6 +78,7 @@ def weight_only(model, bits: int):
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
     config = DefaultWeightOnlyQuantConfig(block_size=BLOCK_SIZE, is_symmetric=True, bits=bits,
+                                          accuracy_level=INT8_COMPUTE if bits == 8 else None,
                                           op_types_to_quantize=("MatMul",), quant_axes=(("MatMul", 0),))
     quantizer = MatMulNBitsQuantizer(model, algo_config=config)
     quiet = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")

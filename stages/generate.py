@@ -1,4 +1,4 @@
-"""generate: validate tools, examples, templates and imports into the canonical dataset.
+"""generate: validate tools, examples, templates, imports and synthetic examples into the canonical dataset.
 
 Writes data/generated/dataset.jsonl and metrics/data.json, only once every input has passed;
 any problem is reported with its file, line and field, and nothing is written.
@@ -17,11 +17,15 @@ from calltune.io import write_json, write_jsonl
 @params_option
 @click.option("--base-model", default="models/base", show_default=True, type=click.Path(file_okay=False),
               help="Base model directory; its tokenizer measures token lengths.")
+@click.option("--synthetic", default="data/synthetic/examples.jsonl", show_default=True,
+              type=click.Path(dir_okay=False),
+              help="The synthesize stage's examples, merged when generate.synthetic.enabled is true.")
 @click.option("--out", default="data/generated/dataset.jsonl", show_default=True, type=click.Path(dir_okay=False))
 @click.option("--metrics", default="metrics/data.json", show_default=True, type=click.Path(dir_okay=False))
 @stage
-def main(params, base_model, out, metrics):
-    result = generate(params["generate"], params["base"]["seed"])
+def main(params, base_model, synthetic, out, metrics):
+    merged = synthetic if params["generate"]["synthetic"]["enabled"] else None
+    result = generate(params["generate"], params["base"]["seed"], merged)
     for duplicate in result.duplicates:
         click.echo(f"warning: {duplicate.describe()} (dropped)", err=True)
     tokenizer = load_base_tokenizer(base_model)

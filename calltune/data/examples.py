@@ -45,17 +45,24 @@ def load_examples(path, tools: list[dict]) -> list[Example]:
     """Read examples.jsonl: every line checked against its schema and against `tools`."""
     examples, errors = [], []
     for line, raw in read_records(path):
-        problems = instance_errors(raw, EXAMPLE_SCHEMA, path, line)
-        if problems:
-            errors.extend(problems)
-            continue
-        example = Example(query=raw["query"], calls=raw["calls"], tools=tools, path=str(path), line=line,
-                          system=raw.get("system"), history=raw.get("history", []),
-                          tool_results=raw.get("tool_results"), answer=raw.get("answer"))
-        errors.extend(example_errors(example))
-        examples.append(example)
+        example, problems = checked_example(raw, tools, path, line)
+        errors.extend(problems)
+        if example is not None:
+            examples.append(example)
     raise_if_any(errors)
     return examples
+
+
+def checked_example(raw, tools: list[dict], path, line: int | None) -> tuple[Example | None, list[InputError]]:
+    """One examples.jsonl record as an Example, with every problem found in it (the Example is None
+    when the record does not even have the schema's shape)."""
+    problems = instance_errors(raw, EXAMPLE_SCHEMA, path, line)
+    if problems:
+        return None, problems
+    example = Example(query=raw["query"], calls=raw["calls"], tools=tools, path=str(path), line=line,
+                      system=raw.get("system"), history=raw.get("history", []),
+                      tool_results=raw.get("tool_results"), answer=raw.get("answer"))
+    return example, example_errors(example)
 
 
 def example_errors(example: Example) -> list[InputError]:

@@ -7,6 +7,7 @@ as one InputErrors, so a user fixes a file in one round and the stage writes not
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from calltune.data.examples import Example, load_examples, to_record
 from calltune.data.importers import import_examples
@@ -25,8 +26,9 @@ class Generated:
     skipped: int  # invalid import records skipped (skip_invalid: true)
 
 
-def generate(gen: dict, seed: int) -> Generated:
-    """`gen` is the generate block of params.yaml; `seed` drives template expansion."""
+def generate(gen: dict, seed: int, synthetic=None) -> Generated:
+    """`gen` is the generate block of params.yaml; `seed` drives template expansion. `synthetic`, the
+    synthesize stage's examples file, is merged last, as one more source, when given."""
     errors: list[InputError] = []
     tools = collect(errors, load_tools, gen["tools"])
     raise_if_any(errors)  # examples cannot be checked without their tools
@@ -40,6 +42,8 @@ def generate(gen: dict, seed: int) -> Generated:
         if imported:
             inputs["imports"] += imported[0]
             skipped += imported[1]
+    if synthetic is not None:
+        inputs["synthetic"] = collect(errors, _load_synthetic, synthetic, tools) or []
     raise_if_any(errors)
     kept, duplicates = _drop_duplicates([(kind, ex) for kind, exs in inputs.items() for ex in exs],
                                         gen["no_call_answer"])
@@ -51,6 +55,12 @@ def generate(gen: dict, seed: int) -> Generated:
         records.append(record)
     sources = {kind: sum(1 for k, _ in kept if k == kind) for kind in inputs}
     return Generated(records, duplicates, sources, skipped)
+
+
+def _load_synthetic(path, tools: list[dict]) -> list[Example]:
+    if not Path(path).is_file():
+        raise InputError("file not found: run the synthesize stage first (dvc repro synthesize)", path=path)
+    return load_examples(path, tools)
 
 
 def _drop_duplicates(examples: list[tuple[str, Example]], no_call_answer: str):

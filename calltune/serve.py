@@ -64,20 +64,20 @@ class Completion:
 
 
 class RenderingBackend:
-    """An in-process engine (llama.cpp or PyTorch): calltune's format renders the prompt."""
+    """An in-process engine (llama.cpp or PyTorch) generating from calltune's rendered prompt."""
 
     def __init__(self, engine, fmt, count_tokens):
         self.engine, self.fmt, self.count_tokens = engine, fmt, count_tokens
 
-    def complete(self, messages: list[dict], tools: list[dict], max_tokens: int) -> Completion:
-        prompt = self.fmt.render(messages, tools, add_generation_prompt=True)
+    def complete(self, prompt: str, messages: list[dict], tools: list[dict], max_tokens: int) -> Completion:
         text, n_tokens = self.engine.generate(prompt, max_tokens, self.fmt.stop_strings)
         return Completion(text, self.count_tokens(prompt), n_tokens)
 
 
 class LlamaServerBackend:
     """llama.cpp's llama-server (started with --jinja --special): the GGUF's own chat template
-    renders the request and the raw reply comes back with its control tokens.
+    renders the request (the same text as calltune's prompt, which is not sent) and the raw reply
+    comes back with its control tokens, cut before the first stop string like the engines' text.
 
     `tool_choice: "none"` keeps llama-server from parsing calls itself: it has no FunctionGemma
     parser, and the one it derives from the template rejects valid calls (HTTP 500)."""
@@ -85,33 +85,17 @@ class LlamaServerBackend:
     def __init__(self, base_url: str, fmt, timeout: float = 600):
         self.base_url, self.fmt, self.timeout = base_url, fmt, timeout
 
-    def complete(self, messages: list[dict], tools: list[dict], max_tokens: int) -> Completion:
-        body = {"messages": to_openai_messages(messages), "max_tokens": max_tokens, "temperature": 0,
+    def complete(self, prompt: str, messages: list[dict], tools: list[dict], max_tokens: int) -> Completion:
+        from calltune.formats.generic import template_messages
+
+        body = {"messages": template_messages(messages), "max_tokens": max_tokens, "temperature": 0,
                 "stop": self.fmt.stop_strings, "cache_prompt": True}
         if tools:
             body |= {"tools": tools, "tool_choice": "none"}
         reply = post_json(f"{self.base_url}/v1/chat/completions", body, self.timeout)
         usage = reply.get("usage") or {}
-        return Completion(reply["choices"][0]["message"].get("content") or "",
-                          usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0))
-
-
-def to_openai_messages(messages: list[dict]) -> list[dict]:
-    """calltune's messages back in OpenAI form, each tool result carrying its call's name."""
-    out = []
-    for message in messages:
-        if message.get("tool_calls"):
-            out.append({"role": "assistant", "content": message.get("content") or "", "tool_calls": [
-                {"id": f"call_{i}", "type": "function",
-                 "function": {"name": c["name"], "arguments": json.dumps(c["arguments"], ensure_ascii=False)}}
-                for i, c in enumerate(message["tool_calls"])]})
-        elif message["role"] == "tool":
-            content = message["content"]
-            out.append({"role": "tool", "name": message["name"],
-                        "content": content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)})
-        else:
-            out.append({"role": message["role"], "content": message.get("content") or ""})
-    return out
+        text = cut_at_stop(reply["choices"][0]["message"].get("content") or "", self.fmt.stop_strings)
+        return Completion(text, usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0))
 
 
 def post_json(url: str, body: dict, timeout: float) -> dict:
@@ -143,15 +127,14 @@ class ChatService:
                           DEFAULT_MAX_TOKENS)
         if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
             raise InputError("max_tokens must be a positive integer", field="max_tokens")
-        self.fmt.render(messages, tools, add_generation_prompt=True)  # bad messages or tools: InputError (400)
+        prompt = self.fmt.render(messages, tools, add_generation_prompt=True)  # bad messages or tools: 400
         with self._lock:
-            done = self.backend.complete(messages, tools, max_tokens)
-        text = cut_at_stop(done.text, self.fmt.stop_strings)
-        parsed = self.fmt.parse(text)
+            done = self.backend.complete(prompt, messages, tools, max_tokens)
+        parsed = self.fmt.parse(done.text)
         calls = [{"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
                   "function": {"name": c["name"], "arguments": json.dumps(c["arguments"], ensure_ascii=False)}}
                  for c in parsed.calls] if tools else []
-        content = (parsed.content if calls else text).strip() or None
+        content = (parsed.content if calls else done.text).strip() or None
         finish = "tool_calls" if calls else "length" if done.completion_tokens >= max_tokens else "stop"
         return Reply(content, calls, finish, done.prompt_tokens, done.completion_tokens)
 

@@ -48,6 +48,18 @@ def test_the_ggufs_template_renders_what_calltune_renders(server, messages):
     assert "<bos>" + prompt == expected
 
 
+def test_what_calltune_serve_forwards_renders_as_calltune_renders(server):
+    """calltune.serve sends llama-server the request in calltune's form (formats.generic's
+    template_messages): calls with their arguments, each tool result named by its call."""
+    from calltune.data.importers.openai import contract_messages
+    from calltune.formats.generic import template_messages
+
+    messages = contract_messages(ANSWERED + [{"role": "user", "content": "And in Osaka?"}])
+    prompt = post(f"{server}/apply-template", {"messages": template_messages(messages), "tools": TOOLS})["prompt"]
+    assert "<bos>" + prompt == FMT.render(messages, TOOLS, add_generation_prompt=True)
+    assert "response:get_weather{value:<escape>sunny, 21 C<escape>}" in prompt
+
+
 def test_a_chat_request_with_tools_gets_the_call_back(server):
     reply = post(f"{server}/v1/chat/completions", {
         "messages": TOKYO, "tools": TOOLS, "tool_choice": "none", "stop": FMT.stop_strings,

@@ -24,7 +24,6 @@ from calltune.serve import (
     open_service,
     pick_engine,
     to_contract_messages,
-    to_openai_messages,
 )
 
 openai = pytest.importorskip("openai")
@@ -157,18 +156,6 @@ def test_engines_serve_what_they_can(tmp_path, tool_ggufs):
     assert pick_engine(tmp_path, "auto") == "torch"
     with pytest.raises(InputError, match="serves a .gguf file"):
         pick_engine(tmp_path, "llama-server")
-
-
-def test_calls_and_results_go_to_llama_server_in_openai_form_with_names():
-    messages = to_contract_messages([
-        {"role": "user", "content": "hi"},
-        {"role": "assistant", "tool_calls": [{"id": "x", "type": "function",
-                                              "function": {"name": "f", "arguments": '{"a": [1, "b"]}'}}]},
-        {"role": "tool", "tool_call_id": "x", "content": '{"ok": true}'}])
-    user, assistant, tool = to_openai_messages(messages)
-    assert user == {"role": "user", "content": "hi"}
-    assert assistant["tool_calls"][0]["function"] == {"name": "f", "arguments": '{"a": [1, "b"]}'}
-    assert tool == {"role": "tool", "name": "f", "content": '{"ok": true}'}
 
 
 def test_an_engine_that_fails_is_an_http_500(service):

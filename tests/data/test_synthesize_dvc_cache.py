@@ -14,12 +14,12 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
 from data_helpers import CALCULATOR, ROOT, WEATHER, weather, write_json, write_jsonl
+from http_helpers import serving_in_thread
 
 REPLIES = {  # tool -> the items its reply holds: all valid, none a duplicate
     "get_weather": [{"query": "Weather in Lima?", "calls": [weather("Lima")]}, {"query": "Sing me a song", "calls": []}],
@@ -58,14 +58,8 @@ def counting_endpoint():
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1", requests
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with serving_in_thread(server) as base:
+        yield f"{base}/v1", requests
 
 
 def run(cwd: Path, env: dict, *args: str) -> str:

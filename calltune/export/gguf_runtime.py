@@ -1,52 +1,53 @@
-"""Run a GGUF with llama.cpp (llama-cpp-python), greedily, keeping special tokens in the text.
+"""Run a GGUF with llama.cpp in-process (calltune.export.libllama), greedily, keeping special tokens.
 
-llama-cpp-python's completion API detokenizes without special tokens, which would erase
-FunctionGemma's <start_function_call>/<escape> markers; this runner decodes with them kept, like
-the other engines, so the chat formats can parse the output. It satisfies the evaluate Engine
-protocol (name, generate).
+Decoding keeps special tokens in the text, like the other engines, so the chat formats can parse
+FunctionGemma's <start_function_call>/<escape> markers. Prompts that share a beginning with the
+previous one (the tool declarations, in evaluation) reuse llama.cpp's KV cache for it. It
+satisfies the evaluate Engine protocol (name, generate).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from calltune.evaluate.engines import Generation, cut_at_stop
+import numpy as np
+
+from calltune.evaluate.engines import Generation, finish
 
 
 class LlamaCppEngine:
     def __init__(self, gguf_path, *, threads: int | None = 2, n_ctx: int = 2048, name: str | None = None):
-        from llama_cpp import Llama
+        from calltune.export.libllama import Context, Model
 
         self.name = name or f"gguf-{Path(gguf_path).stem.removeprefix('model-')}"
-        self.llm = Llama(model_path=str(gguf_path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
-                         seed=0, verbose=False)
+        self.model = Model(gguf_path)
+        self.context = Context(self.model, n_ctx=n_ctx, threads=threads)
 
     def tokenize(self, text: str) -> list[int]:
         """Token ids of `text`, special tokens written in it (such as <bos>) parsed as such."""
-        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+        return self.model.tokenize(text, special=True)
 
     def generate_ids(self, prompt_ids: list[int], max_new_tokens: int, stop: list[str] = ()) -> list[int]:
-        """Greedy ids after `prompt_ids`, ending at end-of-generation or once a stop string appears."""
-        import llama_cpp
-
-        vocab = self.llm._model.vocab  # llama-cpp-python keeps the vocab handle here
+        """Greedy ids after `prompt_ids`, ending at end-of-generation, after max_new_tokens, once a
+        stop string appears, or when the context is full."""
+        context = self.context
+        # The cached tokens the prompt starts with stay; at least one prompt token is evaluated anew.
+        limit = min(len(context.tokens), len(prompt_ids) - 1)
+        shared = next((i for i in range(limit) if context.tokens[i] != prompt_ids[i]), limit)
+        context.keep(shared)
+        logits = context.eval(prompt_ids[shared:])
         out: list[int] = []
-        for token in self.llm.generate(prompt_ids, temp=0.0, top_k=1, top_p=1.0, min_p=0.0,
-                                       repeat_penalty=1.0, reset=True):
-            out.append(token)
-            if (llama_cpp.llama_vocab_is_eog(vocab, token) or len(out) >= max_new_tokens
+        while True:
+            out.append(int(np.argmax(logits)))  # greedy: the first of equal maxima
+            if (self.model.is_end(out[-1]) or len(out) >= max_new_tokens or len(context.tokens) >= context.n_ctx
                     or any(s in self.decode(out) for s in stop)):
-                break
-        return out
+                return out
+            logits = context.eval(out[-1:])
 
     def decode(self, ids: list[int]) -> str:
-        return self.llm.detokenize(ids, special=True).decode("utf-8", errors="replace")
+        return self.model.detokenize(ids, special=True).decode("utf-8", errors="replace")
 
     def generate(self, prompt: str, max_new_tokens: int, stop: list[str]) -> Generation:
-        import llama_cpp
-
         ids = self.generate_ids(self.tokenize(prompt), max_new_tokens, stop)
-        n_tokens = len(ids)
-        if ids and llama_cpp.llama_vocab_is_eog(self.llm._model.vocab, ids[-1]):
-            ids = ids[:-1]
-        return Generation(cut_at_stop(self.decode(ids), stop), n_tokens)
+        ended = {ids[-1]} if ids and self.model.is_end(ids[-1]) else set()
+        return finish(ids, ended, self.decode, stop)

@@ -11,7 +11,6 @@ from calltune.evaluate.targets import get_target
 
 from evaluate_helpers import assert_generates_like, load_stage, models_tree, params_file, taught_examples, write_jsonl
 
-pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed")
 evaluate_stage = load_stage("evaluate")
 MAX_NEW_TOKENS = 24
 

@@ -3,6 +3,8 @@
 A random tiny model never emits a tool call, so `teach_tool_calls` fine-tunes every weight of the
 tiny FunctionGemma model on a handful of calls (supervised on the model's answer only) until it
 reproduces them; the GGUF tests check that llama.cpp's files still call the tool.
+`f16_rounding_model` is that model in PyTorch rounding to f16 where llama.cpp does, to measure how
+far llama.cpp's logits may fairly be from PyTorch's.
 """
 
 from __future__ import annotations
@@ -89,3 +91,53 @@ def teach_tool_calls(src_dir, out_dir, max_steps: int = 200):
     fmt = get_format("functiongemma")
     batch = [supervised_ids(tokenizer, fmt, conversation(*call), TOOLS) for call in CALLS]
     return fine_tune_until(src_dir, out_dir, batch, max_steps=max_steps, stop_loss=0.01)
+
+
+def f16(tensor):
+    """`tensor` rounded to float16 (round to nearest even) and back to float32."""
+    return tensor.half().float()
+
+
+def f16_rounding_attention(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+    """Attention with llama.cpp's f16 roundings: K and V as held in its f16 cache, the (pre-scaled)
+    query as converted for the f16 x f16 dot products; softmax and sums stay f32."""
+    from transformers.models.gemma3.modeling_gemma3 import eager_attention_forward
+
+    return eager_attention_forward(module, f16(query * scaling), f16(key), f16(value), attention_mask,
+                                   scaling=1.0, dropout=0.0, **kwargs)
+
+
+def f16_rounding_model(model_dir, *, f16_weights: bool):
+    """The Gemma model of `model_dir` in float32, rounding to f16 where llama.cpp's CPU kernels do:
+    the attention above, GELU, and with f16_weights (an f16 GGUF) every matrix and every input of a
+    product with one (ggml converts the activations to the weights' type). Norm weights stay f32,
+    as the converter keeps 1-D tensors."""
+    import torch
+    from transformers import AttentionInterface, AutoModelForCausalLM
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
+
+    class F16Gelu(torch.nn.Module):
+        """ggml's GELU on the CPU: a table of f16 values indexed by the f16 input; 0 below -10, x above 10."""
+
+        def __init__(self, act):
+            super().__init__()
+            self.act = act
+
+        def forward(self, x):
+            return torch.where(x <= -10, 0.0, torch.where(x >= 10, x, f16(self.act(f16(x)))))
+
+    AttentionInterface.register("llama_cpp_f16", f16_rounding_attention)
+    ALL_MASK_ATTENTION_FUNCTIONS.register("llama_cpp_f16", eager_mask)  # the causal/sliding masks eager uses
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32,
+                                                 attn_implementation="llama_cpp_f16").eval()
+    for module in list(model.modules()):
+        if hasattr(module, "act_fn"):
+            module.act_fn = F16Gelu(module.act_fn)
+        if f16_weights and isinstance(module, torch.nn.Linear):
+            module.register_forward_pre_hook(lambda _module, args: (f16(args[0]),))
+    if f16_weights:
+        with torch.no_grad():
+            for weight in model.parameters():
+                if weight.dim() == 2:
+                    weight.copy_(f16(weight))
+    return model

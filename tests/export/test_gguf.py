@@ -1,4 +1,4 @@
-"""GGUF export and quantization, checked with the real llama.cpp engine (llama-cpp-python)."""
+"""GGUF export and quantization, checked with the real llama.cpp engine (calltune.export.libllama)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 import torch
-from gguf_helpers import CALLS, TOOLS, conversation
+from gguf_helpers import CALLS, TOOLS, conversation, f16_rounding_model
 
 from calltune.errors import InputError
 from calltune.export.gguf import (
@@ -18,11 +18,10 @@ from calltune.export.gguf import (
     read_gguf_metadata,
     stop_strings,
 )
+from calltune.export.libllama import Context, Model, system_info
 from calltune.export.modelfile import render_modelfile
 from calltune.formats import get_format
 from calltune.tokenizer import CONTROL, FUNCTIONGEMMA_TOKENS
-
-pytest.importorskip("llama_cpp")
 
 FMT = get_format("functiongemma")
 PROMPTS = [FMT.prompt(conversation(query), TOOLS) for query, _, _ in CALLS[:3]] + [
@@ -62,16 +61,12 @@ def torch_greedy(torch_model, prompt_ids: list[int], n: int) -> list[int]:
 
 def llama_logits(gguf, ids: list[int]):
     """llama.cpp's logits at every position of `ids`."""
-    from llama_cpp import Llama
-
-    llm = Llama(model_path=str(gguf), n_ctx=512, n_threads=1, logits_all=True, verbose=False)
-    llm.eval(ids)
-    return llm.scores[:len(ids)].copy()
+    return Context(Model(gguf), n_ctx=512, threads=1).eval(ids, all_logits=True)
 
 
-def torch_logits(torch_model, ids: list[int]):
+def torch_logits(model, ids: list[int]):
     with torch.no_grad():
-        return torch_model[0](torch.tensor([ids])).logits[0].numpy()
+        return model(torch.tensor([ids])).logits[0].numpy()
 
 
 def test_every_gguf_carries_the_template_and_control_function_tokens(tool_ggufs):
@@ -113,13 +108,31 @@ def test_f32_gguf_greedy_tokens_equal_pytorch(engines, torch_model):
         assert engine.generate_ids(ids, 20, FMT.stop_strings) == torch_greedy(torch_model, ids, 20)
 
 
-@pytest.mark.parametrize("kind, tolerance", [("f32", 1e-3), ("f16", 3e-3)])
-def test_gguf_logits_match_pytorch(tool_ggufs, engines, torch_model, kind, tolerance):
-    """Every prompt position, relative to the largest logit. Even the f32 file differs a little:
-    llama.cpp keeps the KV cache in f16 (measured 6e-4 here); f16 weights add rounding (1.2e-3)."""
+# How far llama.cpp's logits may be from PyTorch's float32 ones. llama.cpp's CPU kernels round to
+# f16 (relative error up to 2^-11) where PyTorch does not: K and V in its f16 KV cache and the query
+# converted for the f16 x f16 dot products with them; GELU, a table of f16 values indexed by the f16
+# input; and in an f16 file every weight matrix and every input of a product with one. Their SIMD
+# sums run in another order, but in f32 (at most ~256 terms: 256 * 2^-24 of the largest logit,
+# nothing next to f16). Those roundings cannot be reproduced bit for bit (flash attention's online
+# softmax, ggml's exp, where a scale is applied), but their size can: the test makes the same
+# roundings in PyTorch (gguf_helpers.f16_rounding_model) and allows llama.cpp twice the deviation
+# they cause. Measured on the taught tiny model (AMD EPYC, AVX2, no AVX-512; the prebuilt library
+# runs the same x86-64-v3 kernels on every x86-64 CPU): f32 file 0.0096 against an allowance of 0.019,
+# f16 file 0.018 against 0.038 (largest logit 16.1).
+ACCUMULATION = 256 * 2.0 ** -24
+
+
+@pytest.mark.parametrize("kind", ["f32", "f16"])
+def test_gguf_logits_match_pytorch(tool_ggufs, engines, torch_model, taught_gemma_dir, kind):
+    """Every prompt position."""
     ids = engines[kind].tokenize(PROMPTS[0] + "<start_function_call>call:get_weather{location:")
-    ours, reference = llama_logits(tool_ggufs[0] / gguf_name(kind), ids), torch_logits(torch_model, ids)
-    assert abs(ours - reference).max() < tolerance * abs(reference).max()
+    ours, reference = llama_logits(tool_ggufs[0] / gguf_name(kind), ids), torch_logits(torch_model[0], ids)
+    rounded = torch_logits(f16_rounding_model(taught_gemma_dir, f16_weights=kind == "f16"), ids)
+    f16_effect = abs(rounded - reference).max()
+    allowed = 2 * f16_effect + ACCUMULATION * abs(reference).max()
+    deviation = abs(ours - reference).max()
+    assert 0 < f16_effect < 0.01 * abs(reference).max()  # the emulation rounds, and only a little
+    assert deviation <= allowed, f"max |llama.cpp - PyTorch| {deviation:.4g} > {allowed:.4g} ({system_info()})"
     assert (ours.argmax(-1) == reference.argmax(-1)).mean() >= 0.95
 
 

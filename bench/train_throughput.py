@@ -10,10 +10,19 @@ show what each part is worth.
 
 Data: synthetic tool-calling examples shaped like the starter set (one shared block of tool
 declarations, a user turn, a short call), or `--examples FILE` written by `--dump-examples` from
-real splits. The model is built from a config with random weights (Gemma-3-270M shapes by default).
+real splits. The model is built from a config with random weights (Gemma-3-270M shapes by default,
+or `--model-dir DIR`'s config.json).
+
+Heterogeneous corpora (every row its own tool list, e.g. the foundation corpus): `--heterogeneous`
+makes the synthetic rows each carry a head of their own, or `--canonical FILE.jsonl --tokenizer DIR`
+reads canonical rows and tokenizes them as the train stage does. Then the rows are: the HF + PEFT
+baseline, calltune without packing (prompt-grouped batches: one example each here) and calltune
+packed (train.packing: true; `--pack-tokens`), all on the same rows in one process.
 
     python bench/train_throughput.py --device cpu --batch-size 4 --steps 3
     python bench/train_throughput.py --device cuda --batch-size 16 --steps 20
+    python bench/train_throughput.py --device cuda --batch-size 16 --steps 20 --heterogeneous \
+        --canonical foundation/data/train.jsonl --tokenizer models/base
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ import torch  # noqa: E402
 from calltune.train.datasets import Example, collate  # noqa: E402
 from calltune.train.device import resolve_device, resolve_dtype  # noqa: E402
 from calltune.train.loss import compile_layers, completion_loss  # noqa: E402
+from calltune.train.packing import pack_examples  # noqa: E402
 from calltune.train.trainer import Trainer, TrainConfig  # noqa: E402
 
 GEMMA3_270M = dict(vocab_size=262_144, hidden_size=640, intermediate_size=2048, num_hidden_layers=18,
@@ -46,11 +56,24 @@ GEMMA3_270M = dict(vocab_size=262_144, hidden_size=640, intermediate_size=2048, 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def default_lora() -> dict:
-    """The LoRA the train stage ships (params.yaml train.lora), as peft.LoraConfig arguments."""
+def train_params() -> dict:
     import yaml
 
-    lora = yaml.safe_load((ROOT / "params.yaml").read_text())["train"]["lora"]
+    return yaml.safe_load((ROOT / "params.yaml").read_text())["train"]
+
+
+def model_config(args):
+    """--model-dir's config (any causal LM transformers knows), or Gemma-3-270M shapes with --layers."""
+    from transformers import AutoConfig, Gemma3TextConfig
+
+    if args.model_dir is None:
+        return Gemma3TextConfig(**{**GEMMA3_270M, "num_hidden_layers": args.layers})
+    return AutoConfig.from_pretrained(args.model_dir, trust_remote_code=False)
+
+
+def default_lora() -> dict:
+    """The LoRA the train stage ships (params.yaml train.lora), as peft.LoraConfig arguments."""
+    lora = train_params()["lora"]
     targets = "all-linear" if lora["target_modules"] == ["all-linear"] else lora["target_modules"]
     return dict(r=lora["rank"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"], target_modules=targets)
 
@@ -68,6 +91,33 @@ def synthetic_examples(n: int, prefix: int, user: tuple[int, int], completion: t
         ids = head + query + answer
         out.append(Example(f"syn-{i}", tuple(ids), tuple([False] * (len(ids) - len(answer)) + [True] * len(answer))))
     return out
+
+
+def heterogeneous_examples(n: int, heads: tuple[int, int], user: tuple[int, int], completion: tuple[int, int],
+                           vocab: int, seed: int) -> list[Example]:
+    """Every example its own head (tool declarations) of a random length: n prompt groups."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        head = [2] + [rng.randrange(256, vocab) for _ in range(rng.randint(*heads) - 1)]
+        query = [rng.randrange(256, vocab) for _ in range(rng.randint(*user))]
+        answer = [rng.randrange(256, vocab) for _ in range(rng.randint(*completion))]
+        ids = head + query + answer
+        out.append(Example(f"het-{i}", tuple(ids), tuple([False] * (len(ids) - len(answer)) + [True] * len(answer)),
+                           f"head-{i}"))
+    return out
+
+
+def canonical_examples(path: Path, tokenizer_dir: Path, max_seq_len: int) -> list[Example]:
+    """Canonical JSONL rows tokenized with calltune's own loader (completion mask, prompt groups)."""
+    from transformers import AutoTokenizer
+
+    from calltune.formats import get_format
+    from calltune.train.datasets import load_examples
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    examples, _ = load_examples(path, get_format("auto", tokenizer=tokenizer), tokenizer, max_seq_len)
+    return examples
 
 
 def load_examples_file(path: Path) -> list[Example]:
@@ -126,13 +176,13 @@ class PeakMemory:
 
 
 # -- models ----------------------------------------------------------------------------------
-def base_model(config_kwargs: dict, dtype: torch.dtype, device: torch.device, seed: int):
+def base_model(config, dtype: torch.dtype, device: torch.device, seed: int):
     """Random-init model from a config, built once; each trainer gets a deep copy."""
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+    from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
     with torch.device(device):
-        model = Gemma3ForCausalLM(Gemma3TextConfig(**config_kwargs)).to(dtype=dtype)
+        model = AutoModelForCausalLM.from_config(config).to(dtype=dtype)
     model.config.use_cache = False
     return model
 
@@ -162,7 +212,7 @@ def baseline_step(model, optimizer, examples: list[Example], pad_id: int, device
     torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    float(out.loss)  # wait for the device, as a training loop that logs its loss does
+    float(out.loss.detach())  # wait for the device, as a training loop that logs its loss does
     return batch.n_tokens
 
 
@@ -203,32 +253,40 @@ def calltune_step(trainer, chunk: list[list[int]], examples: list[Example]) -> i
     return sum(len(examples[i]) for micro_batch in chunk for i in micro_batch)
 
 
-def run_calltune(args, examples, dtype, device, share_prefix: bool, compiled: bool = False) -> dict:
+def run_calltune(args, examples, dtype, device, share_prefix: bool, compiled: bool = False,
+                 packing: bool = False) -> dict:
     model = build_model(args)
     if compiled:
         compile_layers(model)
     cfg = TrainConfig(lr=1e-4, warmup_steps=0, epochs=1, batch_size=args.batch_size, grad_clip=1.0,
-                      seed=args.seed, share_prefix=share_prefix)
+                      seed=args.seed, share_prefix=share_prefix, packing=packing, pack_tokens=args.pack_tokens)
     trainer = Trainer(model, examples, [], cfg, device, pad_id=0, progress=False)
     needed = args.warmup + args.steps
     plan = [chunk for epoch in range(needed) for chunk in trainer.epoch_plan(epoch)]
     steps = [lambda chunk=chunk: calltune_step(trainer, chunk, examples) for chunk in plan[:needed]]
     with PeakMemory(device) as mem:
         speed, tokens, seconds, warm = timed(steps, args.warmup, device)
+    per_batch = len(examples) / len(trainer.micro_batches(examples, 0))
     del model, trainer
-    name = "calltune" + ("" if share_prefix else " (no prefix sharing)") + (" + compiled layers" if compiled else "")
+    grouped = " (prompt-grouped, no packing)" if not packing and (args.heterogeneous or args.packing) else ""
+    name = ("calltune" + (" packed" if packing else grouped) + ("" if share_prefix or packing else " (no prefix sharing)")
+            + (" + compiled layers" if compiled else ""))
     return {"name": name, "tokens_per_s": speed, "tokens": tokens, "seconds": seconds, "warmup_s": warm,
-            "peak_bytes": mem.peak}
+            "peak_bytes": mem.peak, "examples_per_micro_batch": per_batch}
 
 
-def same_objective(args, examples, dtype, device) -> float:
-    """|calltune loss - HF loss| / HF loss on one batch: the two loops optimise the same thing."""
+def same_objective(args, examples, dtype, device, packing: bool = False) -> float:
+    """|calltune loss - HF loss| / HF loss on one batch: the two loops optimise the same thing
+    (with packing: the batch as one packed row against HF's padded batch with an attention mask)."""
     model = build_model(args)
-    batch = collate(examples[: args.batch_size], 0)
+    chosen = examples[: args.batch_size]
+    batch = collate(chosen, 0)
+    attention = torch.arange(batch.input_ids.shape[1])[None, :] < batch.lengths[:, None]
     labels = batch.input_ids.masked_fill(~batch.targets, -100)
     with torch.no_grad():
-        hf = float(model(input_ids=batch.input_ids.to(device), labels=labels.to(device)).loss)
-        ours, n = completion_loss(model, batch.to(device), share_prefix=True)
+        hf = float(model(input_ids=batch.input_ids.to(device), attention_mask=attention.long().to(device),
+                         labels=labels.to(device)).loss)
+        ours, n = completion_loss(model, (pack_examples(chosen) if packing else batch).to(device), share_prefix=True)
     del model
     return abs(float(ours) / n - hf) / hf
 
@@ -262,15 +320,17 @@ def gib(n: int) -> str:
 def report(rows: list[dict], meta: dict) -> str:
     base = next((r["tokens_per_s"] for r in rows if r["name"].startswith("HF")), float("nan"))
     check = meta["objective_rel_diff"]
-    lines = [f"device {meta['device']} ({meta['device_name']}), dtype {meta['dtype']}, batch {meta['batch_size']}, "
+    lines = [f"data: {meta['data']}",
+             f"device {meta['device']} ({meta['device_name']}), dtype {meta['dtype']}, batch {meta['batch_size']}, "
              f"{meta['steps']} timed steps x {meta['repeats']} interleaved repeats (median), mean length {meta['mean_len']:.0f} tokens "
              f"({meta['mean_targets']:.0f} targets), torch {meta['torch']}, transformers {meta['transformers']}, "
              f"LoRA r{meta['lora']['r']} on {meta['lora']['target_modules']}",
              f"objective check: |calltune - HF| / HF loss = {check:.2e}" if check is not None else "objective check failed",
-             "", "| trainer | tokens/s | peak memory above weights | vs baseline | warmup steps (s) |",
-             "|---|---:|---:|---:|---:|"]
+             "", "| trainer | examples / micro-batch | tokens/s | peak memory above weights | vs baseline | "
+             "warmup steps (s) |", "|---|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['name']} | {r['tokens_per_s']:.0f} | {gib(r['peak_bytes'])} | "
+        lines.append(f"| {r['name']} | {r.get('examples_per_micro_batch', meta['batch_size']):.1f} | "
+                     f"{r['tokens_per_s']:.0f} | {gib(r['peak_bytes'])} | "
                      f"{r['tokens_per_s'] / base:.2f}x | {r['warmup_s']:.1f} |")
     return "\n".join(lines)
 
@@ -284,6 +344,17 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--repeats", type=int, default=1, help="interleaved repeats; the median run is reported")
     p.add_argument("--examples", type=Path, help="JSON from --dump-examples (else synthetic)")
+    p.add_argument("--canonical", type=Path, help="canonical JSONL rows, tokenized with --tokenizer (else synthetic)")
+    p.add_argument("--tokenizer", type=Path, help="HF directory whose tokenizer reads --canonical (e.g. models/base)")
+    p.add_argument("--max-seq-len", type=int, default=2048, help="cut --canonical rows at this length")
+    p.add_argument("--model-dir", type=Path, help="take the model's config.json from here (random weights; "
+                   "default Gemma-3-270M shapes)")
+    p.add_argument("--heterogeneous", action="store_true",
+                   help="every synthetic row its own head (--heads), and add the packed calltune row")
+    p.add_argument("--heads", type=int, nargs=2, default=(200, 900), help="--heterogeneous head length range")
+    p.add_argument("--packing", action="store_true", help="add the packed calltune row (implied by --heterogeneous)")
+    p.add_argument("--pack-tokens", type=int, default=None,
+                   help="most tokens per packed row (default: params.yaml train.pack_tokens)")
     p.add_argument("--n-examples", type=int, default=0, help="synthetic examples (default: enough for the steps)")
     p.add_argument("--prefix", type=int, default=600, help="synthetic shared head (tool declarations), tokens")
     p.add_argument("--user", type=int, nargs=2, default=(20, 120), help="synthetic user turn length range")
@@ -303,26 +374,48 @@ def main(argv=None) -> None:
         return dump_examples(*args.dump_examples, max_seq_len=4096)
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
-    args.config = {**GEMMA3_270M, "num_hidden_layers": args.layers}
+    args.config = model_config(args)
     args.lora = default_lora()
+    if args.pack_tokens is None:
+        args.pack_tokens = train_params().get("pack_tokens", 0)
+    packing = args.packing or args.heterogeneous
     n = args.n_examples or args.batch_size * (args.warmup + args.steps)
-    examples = (load_examples_file(args.examples) if args.examples else
-                synthetic_examples(n, args.prefix, tuple(args.user), tuple(args.completion),
-                                   args.config["vocab_size"], args.seed))
+    vocab = args.config.vocab_size
+    if args.canonical:
+        if not args.tokenizer:
+            raise SystemExit("--canonical needs --tokenizer DIR")
+        examples = canonical_examples(args.canonical, args.tokenizer, args.max_seq_len)
+    elif args.examples:
+        examples = load_examples_file(args.examples)
+    elif args.heterogeneous:
+        examples = heterogeneous_examples(n, tuple(args.heads), tuple(args.user), tuple(args.completion), vocab,
+                                          args.seed)
+    else:
+        examples = synthetic_examples(n, args.prefix, tuple(args.user), tuple(args.completion), vocab, args.seed)
+    if max(max(ex.input_ids) for ex in examples) >= vocab:
+        raise SystemExit(f"token ids reach past the model's vocabulary ({vocab}): "
+                         "pass --model-dir of the tokenizer's model")
     import transformers
 
-    meta = {"lora": args.lora, "device": device.type, "dtype": str(dtype).removeprefix("torch."), "batch_size": args.batch_size,
+    groups = len({ex.group for ex in examples})
+    source = args.canonical or args.examples or ("synthetic heterogeneous" if args.heterogeneous else "synthetic")
+    meta = {"data": (f"{source}: {len(examples)} rows, {groups} prompt groups"
+                     + (f", packed rows up to {args.pack_tokens or 'any number of'} tokens" if packing else "")),
+            "pack_tokens": args.pack_tokens, "prompt_groups": groups,
+            "lora": args.lora, "device": device.type, "dtype": str(dtype).removeprefix("torch."), "batch_size": args.batch_size,
             "steps": args.steps, "repeats": args.repeats, "mean_len": sum(map(len, examples)) / len(examples),
             "mean_targets": sum(e.n_targets for e in examples) / len(examples), "torch": torch.__version__,
             "transformers": transformers.__version__,
             "device_name": torch.cuda.get_device_name() if device.type == "cuda" else f"{torch.get_num_threads()} threads"}
     args.base = base_model(args.config, dtype, device, args.seed)
-    meta["objective_rel_diff"] = guarded(same_objective, args, examples, dtype, device)
+    meta["objective_rel_diff"] = guarded(same_objective, args, examples, dtype, device, packing)
     runs = [(run_baseline, ()), (run_calltune, (True,))]
-    if not args.skip_no_share:
+    if not args.skip_no_share and not args.heterogeneous:  # no shared heads to share there
         runs.insert(1, (run_calltune, (False,)))
+    if packing:
+        runs.append((run_calltune, (True, False, True)))
     if args.compile:
-        runs.append((run_calltune, (True, True)))
+        runs.append((run_calltune, (True, True, packing)))
     repeats = [[row for fn, extra in runs if (row := guarded(fn, args, examples, dtype, device, *extra))]
                for _ in range(args.repeats)]  # interleaved, so drift in clocks or load hits every trainer
     rows = median_rows([row for rep in repeats for row in rep])

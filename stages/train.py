@@ -37,6 +37,8 @@ def main(params, train, valid, base_model, out, checkpoints, live, progress):
                f"{summary['method']}) in {summary['wall_s']:.0f}s: train loss {summary['first_train_loss']:.4f} -> "
                f"{summary['last_train_loss']:.4f}"
                + (f", best valid loss {best:.4f} at step {summary['best_step']}" if best is not None else "")
+               + (f"; stopped at the time budget (train.max_minutes={summary['max_minutes']}) after "
+                  f"{summary['steps']} of {summary['total_steps']} steps" if summary.get("stopped_at_budget") else "")
                + f" -> {out}")
 
 

@@ -140,13 +140,19 @@ def load_examples(path, fmt, tokenizer, max_seq_len: int) -> tuple[list[Example]
     return examples, report
 
 
+def epoch_rng(seed: int, epoch: int) -> random.Random:
+    """The generator behind an epoch's batches: a function of (seed, epoch) only."""
+    return random.Random(seed * 100_003 + epoch)
+
+
 def length_grouped_batches(examples: list[Example], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
     """Batches of similar length from the same prefix group, in a seeded order per epoch.
 
     Shuffling before the stable sort breaks length ties differently each epoch; the batch order
     is shuffled too. Everything is a function of (seed, epoch), so a resumed run sees the same order.
+    (calltune.train.packing forms batches across prefix groups instead.)
     """
-    rng = random.Random(seed * 100_003 + epoch)
+    rng = epoch_rng(seed, epoch)
     order = list(range(len(examples)))
     rng.shuffle(order)
     order.sort(key=lambda i: (examples[i].group, len(examples[i])))

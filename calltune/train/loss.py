@@ -9,6 +9,9 @@ batch shares a prefix, we pack it as one row: the head once, then every example'
 position ids that continue from the head and an attention mask that lets each tail see the head
 and itself only. The same function of the weights as the padded batch, in one forward call over
 a fraction of the tokens.
+
+Examples that share no head are packed the same way by calltune.train.packing (each example its
+own segment, position ids from 0): completion_loss takes such a Packed row as it is.
 """
 
 from __future__ import annotations
@@ -61,12 +64,26 @@ def shared_prefix_len(batch: Batch) -> int:
 
 @dataclass(frozen=True)
 class Packed:
-    """A batch with a shared head laid out as one row: the head once, then each row's tail."""
+    """Several sequences laid out as one row. A batch with a shared head: the head once (segment
+    -1, seen by every tail), then each row's tail. Examples packed back to back
+    (calltune.train.packing): segment i is example i, with position ids from 0."""
 
     input_ids: torch.Tensor  # [1, L]
     positions: torch.Tensor  # [1, L] each tail continues from the head's end
     segments: torch.Tensor  # [L] -1 for the head, i for row i's tail
     targets: torch.Tensor  # [L]
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.input_ids.shape[1])
+
+    @property
+    def n_targets(self) -> int:
+        return int(self.targets.sum())
+
+    def to(self, device) -> "Packed":
+        return Packed(self.input_ids.to(device), self.positions.to(device), self.segments.to(device),
+                      self.targets.to(device))
 
 
 def pack_shared_prefix(batch: Batch, prefix: int) -> Packed:
@@ -102,17 +119,23 @@ def can_pack(body) -> bool:
     return body.config._attn_implementation in ("eager", "sdpa")
 
 
-def body_hidden(body, batch: Batch, prefix: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(hidden [R, L, H], input ids [R, L], targets [R, L]): the padded batch as is (prefix 0),
-    or packed into one row around its shared head."""
+def packed_hidden(body, packed: Packed) -> torch.Tensor:
+    """Hidden states [1, L, H] of a packed row, each segment attending as attention_masks says."""
+    masks = attention_masks(packed, body.config, body.get_input_embeddings().weight.dtype)
+    return body(input_ids=packed.input_ids, attention_mask=masks, position_ids=packed.positions,
+                use_cache=False).last_hidden_state
+
+
+def body_hidden(body, batch: Batch | Packed, prefix: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(hidden [R, L, H], input ids [R, L], targets [R, L]): a row packed already, the padded batch
+    as is (prefix 0), or the batch packed into one row around its shared head."""
+    if isinstance(batch, Packed):
+        return packed_hidden(body, batch), batch.input_ids, batch.targets[None]
     if prefix == 0:
         hidden = body(input_ids=batch.input_ids, use_cache=False).last_hidden_state
         return hidden, batch.input_ids, batch.targets
     packed = pack_shared_prefix(batch, prefix)
-    masks = attention_masks(packed, body.config, body.get_input_embeddings().weight.dtype)
-    hidden = body(input_ids=packed.input_ids, attention_mask=masks, position_ids=packed.positions,
-                  use_cache=False).last_hidden_state
-    return hidden, packed.input_ids, packed.targets[None]
+    return packed_hidden(body, packed), packed.input_ids, packed.targets[None]
 
 
 def target_logits(parts: LMParts, rows: torch.Tensor) -> torch.Tensor:
@@ -122,12 +145,16 @@ def target_logits(parts: LMParts, rows: torch.Tensor) -> torch.Tensor:
     return logits
 
 
-def completion_loss(model, batch: Batch, share_prefix: bool = True) -> tuple[torch.Tensor, int]:
-    """(sum of target-token cross entropies, number of target tokens) for one batch."""
+def completion_loss(model, batch: Batch | Packed, share_prefix: bool = True) -> tuple[torch.Tensor, int]:
+    """(sum of target-token cross entropies, number of target tokens) for one padded batch, or for
+    one packed row (calltune.train.packing; share_prefix does not apply to it)."""
     parts = lm_parts(model)
-    prefix = shared_prefix_len(batch) if share_prefix and can_pack(parts.body) else 0
+    packed = isinstance(batch, Packed)
+    if packed and not can_pack(parts.body):
+        raise ValueError(f"packed rows need eager or sdpa attention, not {parts.body.config._attn_implementation}")
+    prefix = shared_prefix_len(batch) if not packed and share_prefix and can_pack(parts.body) else 0
     hidden, ids, targets = body_hidden(parts.body, batch, prefix)
-    predicts_target = targets[:, 1:]  # a tail's first token is never a target, so no row predicts across tails
+    predicts_target = targets[:, 1:]  # a segment's first token is never a target, so none is predicted across segments
     logits = target_logits(parts, hidden[:, :-1][predicts_target])
     labels = ids[:, 1:][predicts_target]
     return F.cross_entropy(logits, labels, reduction="sum"), int(labels.numel())

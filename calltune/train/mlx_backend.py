@@ -29,6 +29,7 @@ import numpy as np
 from calltune.errors import InputError
 from calltune.io import atomic_path, write_json
 from calltune.train.datasets import length_grouped_batches
+from calltune.train.length import RunLength, ceil_div, run_length
 from calltune.train.schedule import FLOOR
 
 PAD_MULTIPLE = 32  # pad widths and target counts so mx.compile sees few distinct shapes
@@ -36,10 +37,11 @@ OPENBLAS = "/usr/lib/x86_64-linux-gnu/libopenblas.so.0"
 
 
 def check_supported(tp: dict) -> None:
-    """The MLX backend trains LoRA adapters; the rest of the knobs belong to the torch backend."""
+    """The MLX backend trains LoRA adapters; the rest of the knobs belong to the torch backend.
+    Packed rows are torch-only: packing true or padded is refused, auto means false here."""
     unsupported = {
         "method": tp["method"] != "lora", "resume": tp["resume"], "patience": tp["patience"] > 0,
-        "device": tp["device"] not in ("auto", "cpu", "mps"),
+        "device": tp["device"] not in ("auto", "cpu", "mps"), "packing": tp.get("packing", False) in (True, "padded"),
     }
     for key, bad in unsupported.items():
         if bad:
@@ -171,12 +173,18 @@ def save_peft_adapter(model, out_dir: Path, lora: dict, modules: list[str], base
     return sorted(p.name for p in out_dir.iterdir())
 
 
-class LiveCallback:
-    """mlx-lm training callback -> dvclive metrics and a history for the summary."""
+class OutOfTime(Exception):
+    """Raised from the callback after an optimizer step once train.max_minutes has passed."""
 
-    def __init__(self, live, grad_accum: int):
+
+class LiveCallback:
+    """mlx-lm training callback -> dvclive metrics and a history for the summary; stops the loop
+    (OutOfTime) after the first optimizer step past `deadline` (time.monotonic(), None = none)."""
+
+    def __init__(self, live, grad_accum: int, deadline: float | None = None):
         self.live, self.grad_accum, self.history = live, grad_accum, []
         self.initial_valid_loss = None
+        self.deadline = deadline
 
     def _log(self, iteration: int, metrics: dict) -> None:
         step = math.ceil(iteration / self.grad_accum)
@@ -190,6 +198,9 @@ class LiveCallback:
     def on_train_loss_report(self, info: dict) -> None:
         self._log(info["iteration"], {"train/loss": info["train_loss"], "lr": info["learning_rate"],
                                       "tokens_per_s": info["tokens_per_second"]})
+        step_done = info["iteration"] % self.grad_accum == 0  # the weights were just updated
+        if step_done and self.deadline is not None and time.monotonic() >= self.deadline:
+            raise OutOfTime
 
     def on_val_loss_report(self, info: dict) -> None:
         if not math.isfinite(info["val_loss"]):
@@ -216,10 +227,14 @@ def warn_slow_blas() -> None:
         warn(f"mlx on Linux CPU is ~12x faster with LD_PRELOAD={OPENBLAS} (package libopenblas0-pthread)")
 
 
+def train_length(train_set, tp: dict, seed: int) -> RunLength:
+    """The torch backend's run length (length.run_length) for these batches."""
+    per_epoch = ceil_div(len(length_grouped_batches(train_set, tp["batch_size"], seed, 0)), tp["grad_accum"])
+    return run_length(per_epoch, tp["epochs"], tp.get("min_steps", 0), tp["max_steps"], tp["eval_every"])
+
+
 def train_steps(train_set, tp: dict, seed: int) -> int:
-    per_epoch = len(length_grouped_batches(train_set, tp["batch_size"], seed, 0))
-    total = tp["epochs"] * math.ceil(per_epoch / tp["grad_accum"])
-    return min(total, tp["max_steps"]) if tp["max_steps"] else total
+    return train_length(train_set, tp, seed).total_steps
 
 
 def run_mlx(params: dict, paths, progress: bool = True) -> dict:
@@ -244,27 +259,36 @@ def run_mlx(params: dict, paths, progress: bool = True) -> dict:
     dtype = mlx_dtype(tp["dtype"])
     model.set_dtype(dtype)
     modules = add_lora(model, tp["lora"])
-    steps = train_steps(train_set, tp, seed)
+    length = train_length(train_set, tp, seed)
+    steps = length.total_steps
     optimizer = optim.AdamW(learning_rate=mx_lr_schedule(tp["lr"], tp["warmup_steps"], steps),
                             weight_decay=tp["weight_decay"])
     accum = tp["grad_accum"]
     paths.checkpoints.mkdir(parents=True, exist_ok=True)
     args = TrainingArgs(batch_size=tp["batch_size"], iters=steps * accum, val_batches=-1, steps_per_report=1,
-                        steps_per_eval=tp["eval_every"] * accum, steps_per_save=tp["save_every"] * accum,
+                        steps_per_eval=length.eval_every * accum, steps_per_save=tp["save_every"] * accum,
                         max_seq_length=tp["max_seq_len"], grad_checkpoint=tp["gradient_checkpointing"],
                         adapter_file=str(paths.checkpoints / "adapters.safetensors"), grad_accumulation_steps=accum)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    budget = tp.get("max_minutes", 0)
     with open_live(paths.live, False) as live:
-        callback = LiveCallback(live, accum)
-        train(model, optimizer, train_set, valid_set, args, loss=target_head_loss,
-              iterate_batches=batch_iterator(seed, pad_id), training_callback=callback)
+        callback = LiveCallback(live, accum, time.monotonic() + 60 * budget if budget > 0 else None)
+        try:
+            train(model, optimizer, train_set, valid_set, args, loss=target_head_loss,
+                  iterate_batches=batch_iterator(seed, pad_id), training_callback=callback)
+            stopped_at_budget = False
+        except OutOfTime:
+            stopped_at_budget = True
     losses = [h["train/loss"] for h in callback.history if "train/loss" in h]
     valid = [(h["valid/loss"], h["step"]) for h in callback.history if "valid/loss" in h]
     summary = {
         "backend": "mlx", "device": "gpu" if mx.metal.is_available() else "cpu", "dtype": str(dtype).split(".")[-1],
         "method": "lora", "format": fmt.name, "seed": seed, "params": tp,
         "data": {"train": data_stats(train_set), "valid": data_stats(valid_set)}, "cut": cuts,
-        "steps": steps, "first_train_loss": losses[0], "last_train_loss": losses[-1],
+        "steps": max(h["step"] for h in callback.history) if stopped_at_budget else steps, "total_steps": steps,
+        "planned_epochs": length.epochs, "extended_by_min_steps": length.extended, "eval_every": length.eval_every,
+        "packing": False, "stopped_at_budget": stopped_at_budget, "max_minutes": budget,
+        "first_train_loss": losses[0], "last_train_loss": losses[-1],
         "initial_valid_loss": callback.initial_valid_loss, "best_valid_loss": min(valid)[0] if valid else None, "best_step": min(valid)[1] if valid else None,
         "kept": "last",
         "history": callback.history, "wall_s": round(time.perf_counter() - started, 1),

@@ -33,9 +33,10 @@ def warn(message: str) -> None:
 
 
 def fingerprint(params: dict, paths: TrainPaths) -> str:
-    """What a checkpoint must match to be resumed: the train params (but resume and compile, which
-    do not change the math), seed, format and data."""
-    train = {k: v for k, v in params["train"].items() if k not in ("resume", "compile")}
+    """What a checkpoint must match to be resumed: the train params (but resume, compile and
+    max_minutes, which do not change the math: a run stopped by its time budget resumes with a
+    larger one), seed, format and data."""
+    train = {k: v for k, v in params["train"].items() if k not in ("resume", "compile", "max_minutes")}
     blob = json.dumps([train, params["base"]["seed"], params["model"]["format"],
                        sha256_file(paths.train), sha256_file(paths.valid) if paths.valid.is_file() else None],
                       sort_keys=True)
@@ -87,7 +88,8 @@ def run_training(params: dict, paths: TrainPaths = TrainPaths(), progress: bool 
     return run_torch(params, paths, progress=progress)
 
 
-def run_torch(params: dict, paths: TrainPaths, progress: bool = True) -> dict:
+def run_torch(params: dict, paths: TrainPaths, progress: bool = True, log: bool = True) -> dict:
+    """`log`: dvclive logging (False where dvclive is not installed, e.g. a bare GPU machine)."""
     import torch
     from transformers import AutoTokenizer
 
@@ -112,7 +114,7 @@ def run_torch(params: dict, paths: TrainPaths, progress: bool = True) -> dict:
         shutil.rmtree(paths.checkpoints, ignore_errors=True)
     paths.checkpoints.mkdir(parents=True, exist_ok=True)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    with open_live(paths.live, tp["resume"]) as live:
+    with open_live(paths.live, tp["resume"]) if log else contextlib.nullcontext() as live:
         trainer = Trainer(model, train, valid, TrainConfig.from_params(tp, seed), device, pad_id,
                           autocast=dtype if tp["method"] == "full" and dtype != torch.float32 else None,
                           checkpoint_dir=paths.checkpoints, fingerprint=fingerprint(params, paths),

@@ -1,5 +1,9 @@
 """The training loop: AdamW, warmup + cosine, grad accumulation and clipping, eval, early stopping
-with keep-best, dvclive logging, a progress bar, checkpoints and exact resume."""
+with keep-best, a wall-clock budget, dvclive logging, a progress bar, checkpoints and exact resume.
+
+Batches: prompt-grouped and padded (datasets.length_grouped_batches), or packed across groups into
+one row each (packing.py) when train.packing says so. Run length: length.run_length (epochs
+lengthened to min_steps, capped by max_steps)."""
 
 from __future__ import annotations
 
@@ -15,8 +19,10 @@ from tqdm import tqdm
 from calltune.train import checkpoint as ckpt
 from calltune.train.datasets import Example, collate, length_grouped_batches
 from calltune.train.device import attention_kernels
+from calltune.train.length import RunLength, run_length
 from calltune.train.lora import load_trainable_state, trainable_state
-from calltune.train.loss import completion_loss
+from calltune.train.loss import can_pack, completion_loss, lm_parts
+from calltune.train.packing import pack_examples, packed_batches, resolve_packing
 from calltune.train.schedule import lr_at
 
 
@@ -36,11 +42,16 @@ class TrainConfig:
     resume: bool = False
     seed: int = 0
     share_prefix: bool = True
+    # Knobs added later default to the behaviour from before they existed when a params file lacks them.
+    packing: bool | str = False  # auto | true | padded | false (packing.resolve_packing)
+    pack_tokens: int = 0  # most tokens in a packed row (0 = no limit)
+    min_steps: int = 0  # lengthen the run to whole epochs with at least this many optimizer steps
+    max_minutes: float = 0  # wall-clock budget of the loop (0 = none): stop, keep best, report
 
     @classmethod
     def from_params(cls, train: dict, seed: int) -> "TrainConfig":
         keys = set(cls.__dataclass_fields__) - {"seed", "share_prefix"}
-        return cls(seed=seed, **{k: train[k] for k in keys})
+        return cls(seed=seed, **{k: train[k] for k in keys if k in train})
 
 
 @dataclass
@@ -52,6 +63,8 @@ class LoopState:
     best_step: int | None = None
     bad_evals: int = 0  # evaluations since the last improvement
     stopped_early: bool = False
+    stopped_at_budget: bool = False  # max_minutes ran out before total_steps
+    train_s: float = 0.0  # loop wall time so far, across resumes (what max_minutes bounds)
     history: list = field(default_factory=list)
 
 
@@ -81,21 +94,31 @@ class Trainer:
         self.optimizer = make_optimizer(self.params, cfg, device)
         self.state = LoopState()
         self.best: dict | None = None
+        self.pack = resolve_packing(cfg.packing, train_set, cfg.batch_size, cfg.seed, can_pack(lm_parts(model).body))
+        self._started, self._before_s = time.monotonic(), 0.0
 
     # -- plan ------------------------------------------------------------------------------
+    def micro_batches(self, examples: list[Example], epoch: int) -> list[list[int]]:
+        if self.pack:
+            return packed_batches(examples, self.cfg.batch_size, self.cfg.pack_tokens, self.cfg.seed, epoch)
+        return length_grouped_batches(examples, self.cfg.batch_size, self.cfg.seed, epoch)
+
     def epoch_plan(self, epoch: int) -> list[list[list[int]]]:
         """Optimizer steps of an epoch, each a list of micro-batches (lists of example indices)."""
-        batches = length_grouped_batches(self.train_set, self.cfg.batch_size, self.cfg.seed, epoch)
-        return chunks(batches, self.cfg.grad_accum)
+        return chunks(self.micro_batches(self.train_set, epoch), self.cfg.grad_accum)
 
     @functools.cached_property
     def steps_per_epoch(self) -> int:
-        return len(self.epoch_plan(0))  # the same every epoch: group sizes fix the batch count
+        return len(self.epoch_plan(0))  # the same every epoch: group sizes (or sorted lengths) fix the count
+
+    @functools.cached_property
+    def length(self) -> RunLength:
+        return run_length(self.steps_per_epoch, self.cfg.epochs, self.cfg.min_steps, self.cfg.max_steps,
+                          self.cfg.eval_every)
 
     @property
     def total_steps(self) -> int:
-        total = self.cfg.epochs * self.steps_per_epoch
-        return min(total, self.cfg.max_steps) if self.cfg.max_steps else total
+        return self.length.total_steps
 
     # -- one step --------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -107,7 +130,12 @@ class Trainer:
             yield
 
     def batch(self, indices: list[int], examples: list[Example]):
-        return collate([examples[i] for i in indices], self.pad_id).to(self.device)
+        """A packed row, or a right-padded batch (also for a lone example: its plain causal
+        attention needs no mask)."""
+        chosen = [examples[i] for i in indices]
+        if self.pack is True and len(chosen) > 1:
+            return pack_examples(chosen).to(self.device)
+        return collate(chosen, self.pad_id).to(self.device)
 
     def optimizer_step(self, micro_batches: list[list[int]]) -> dict:
         """Accumulate over micro-batches (loss normalised by all their target tokens), clip, step."""
@@ -142,7 +170,7 @@ class Trainer:
             return None
         self.model.eval()
         total, count = 0.0, 0
-        for ids in length_grouped_batches(self.valid_set, self.cfg.batch_size, self.cfg.seed, 0):
+        for ids in self.micro_batches(self.valid_set, 0):
             with self._kernels():
                 loss, n = completion_loss(self.model, self.batch(ids, self.valid_set), self.cfg.share_prefix)
             total, count = total + float(loss), count + n
@@ -170,7 +198,7 @@ class Trainer:
         self.live.sync()
 
     def _save(self) -> None:
-        loop = {**asdict(self.state), "fingerprint": self.fingerprint}
+        loop = {**asdict(self.state), "train_s": self._elapsed(), "fingerprint": self.fingerprint}
         ckpt.save_checkpoint(self.checkpoint_dir, self.state.step, trainable_state(self.model), self.best,
                              self.optimizer, loop, self.device)
 
@@ -192,36 +220,51 @@ class Trainer:
     def _due(self, every: int) -> bool:
         return self.state.step % every == 0 or self.state.step == self.total_steps
 
+    def _elapsed(self) -> float:
+        """Loop seconds so far, this run's and those before a resume."""
+        return self._before_s + time.monotonic() - self._started
+
+    def _out_of_time(self) -> bool:
+        return self.cfg.max_minutes > 0 and self._elapsed() >= 60 * self.cfg.max_minutes
+
     def _advance(self, epoch: int, chunk: int, n_chunks: int) -> None:
         self.state.step += 1
         self.state.epoch, self.state.chunk = (epoch + 1, 0) if chunk + 1 == n_chunks else (epoch, chunk + 1)
 
+    def _stopped(self) -> bool:
+        return self.state.step >= self.total_steps or self.state.stopped_early or self.state.stopped_at_budget
+
     def fit(self) -> dict:
         if self.cfg.resume:
             self.restore()
-        total = self.total_steps
-        bar = tqdm(total=total, initial=self.state.step, desc="train", unit="step", disable=not self.progress,
-                   dynamic_ncols=True)
-        while self.state.step < total and not self.state.stopped_early:
+        self.state.stopped_at_budget = False  # a resumed run gets the budget it has now
+        self._started, self._before_s = time.monotonic(), self.state.train_s
+        bar = tqdm(total=self.total_steps, initial=self.state.step, desc="train", unit="step",
+                   disable=not self.progress, dynamic_ncols=True)
+        while not self._stopped():
             epoch = self.state.epoch
             plan = self.epoch_plan(epoch)
             for chunk in range(self.state.chunk, len(plan)):
                 record = self.optimizer_step(plan[chunk])
                 self._advance(epoch, chunk, len(plan))
-                if self._due(self.cfg.eval_every) and (valid := self.evaluate()) is not None:
+                # out of time: evaluate now too, so keep-best can choose the weights trained last
+                out_of_time = self._out_of_time() and self.state.step < self.total_steps
+                if (self._due(self.length.eval_every) or out_of_time) and (valid := self.evaluate()) is not None:
                     record["valid_loss"] = valid
                     self._note_eval(valid)
+                self.state.stopped_at_budget = out_of_time
                 self.state.history.append(record)
                 self._log(record)
-                if self.checkpoint_dir is not None and self.state.step % self.cfg.save_every == 0:
-                    self._save()
+                if self.checkpoint_dir is not None and (self.state.step % self.cfg.save_every == 0 or out_of_time):
+                    self._save()  # a run stopped by the budget resumes from here (raise max_minutes)
                 bar.update(1)
                 bar.set_postfix(loss=f"{record['train_loss']:.4f}", lr=f"{record['lr']:.2e}")
                 if self.callback is not None:
                     self.callback(record)
-                if self.state.step >= total or self.state.stopped_early:
+                if self._stopped():
                     break
         bar.close()
+        self.state.train_s = self._elapsed()
         if self.best is not None:
             load_trainable_state(self.model, self.best)
         return self.summary()
@@ -229,9 +272,15 @@ class Trainer:
     def summary(self) -> dict:
         s, hist = self.state, self.state.history
         speeds = [r["tokens_per_s"] for r in hist]
+        n_batches = len(self.micro_batches(self.train_set, 0))
         return {
             "steps": s.step, "total_steps": self.total_steps, "epochs": s.step / max(1, self.steps_per_epoch),
-            "stopped_early": s.stopped_early, "best_step": s.best_step, "best_valid_loss": s.best_loss,
+            "steps_per_epoch": self.steps_per_epoch, "planned_epochs": self.length.epochs,
+            "extended_by_min_steps": self.length.extended, "eval_every": self.length.eval_every,
+            "packing": self.pack, "examples_per_micro_batch": len(self.train_set) / max(1, n_batches),
+            "stopped_early": s.stopped_early, "stopped_at_budget": s.stopped_at_budget,
+            "max_minutes": self.cfg.max_minutes, "train_s": round(s.train_s, 1),
+            "best_step": s.best_step, "best_valid_loss": s.best_loss,
             "first_train_loss": hist[0]["train_loss"] if hist else None,
             "last_train_loss": hist[-1]["train_loss"] if hist else None,
             "tokens_per_s": sum(speeds) / len(speeds) if speeds else None,

@@ -27,13 +27,26 @@ def test_mx_schedule_matches_the_torch_schedule():
         assert float(schedule(mx.array(step))) == pytest.approx(lr_at(step, 3e-4, 3, 25), rel=1e-5)
 
 
-@pytest.mark.parametrize("key, value", [("method", "dora"), ("resume", True), ("patience", 2), ("device", "cuda")])
+@pytest.mark.parametrize("key, value", [("method", "dora"), ("resume", True), ("patience", 2), ("device", "cuda"),
+                                        ("packing", True)])
 def test_options_only_the_torch_backend_has_are_refused(key, value):
     train = tiny_params(backend="mlx", device="auto")["train"]
     train[key] = value
     with pytest.raises(InputError) as err:
         check_supported(train)
     assert err.value.field == f"train.{key}"
+
+
+def test_packing_auto_is_accepted_and_min_steps_plans_like_torch():
+    from calltune.train.datasets import Example
+    from calltune.train.length import run_length
+    from calltune.train.mlx_backend import train_length
+
+    train = tiny_params(backend="mlx", device="auto", packing="auto", min_steps=10, batch_size=4, epochs=2)["train"]
+    check_supported(train)
+    examples = [Example(str(i), (2, 3, 4), (False, False, True), "g") for i in range(12)]
+    assert train_length(examples, train, 0) == run_length(3, 2, 10, 0, train["eval_every"])
+    assert train_length(examples, train, 0).total_steps == 12
 
 
 def mlx_with_adapter(base: Path, adapter: Path):
@@ -85,3 +98,15 @@ def test_mlx_trains_a_tiny_gemma_and_its_adapter_loads_in_peft(tmp_path, tiny_ge
     ours = np.array(mlx_with_adapter(tiny_gemma_dir, tmp_path / "adapter")(mx.array(ids)))
     assert np.abs(after - before).max() > 1e-2  # the adapter changes the model...
     assert np.abs(after - ours).max() < 1e-4  # ...identically in PyTorch + PEFT and in MLX
+
+
+def test_mlx_stops_at_the_time_budget(tmp_path, tiny_gemma_dir):
+    from calltune.train.run import TrainPaths, run_training
+
+    paths = TrainPaths(train=write_rows(tmp_path / "train.jsonl", canonical_rows(8, seed=1)),
+                       valid=write_rows(tmp_path / "valid.jsonl", canonical_rows(2, seed=2)), base=tiny_gemma_dir,
+                       out=tmp_path / "adapter", checkpoints=tmp_path / "ckpt", live=tmp_path / "live")
+    params = tiny_params(backend="mlx", device="auto", dtype="auto", epochs=3, max_minutes=1e-6)
+    summary = run_training(params, paths, progress=False)
+    assert summary["stopped_at_budget"] and summary["steps"] == 1 and summary["total_steps"] == 6
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()

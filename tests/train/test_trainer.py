@@ -1,5 +1,5 @@
 """The training loop on a tiny Gemma: loss falls, exact resume, seeded reproducibility, grad
-accumulation, early stopping with keep-best, checkpoints."""
+accumulation, early stopping with keep-best, checkpoints, min_steps and the max_minutes budget."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from calltune.formats import get_format
 from calltune.train.datasets import load_examples
 from calltune.train.device import seed_everything
 from calltune.train.lora import load_base_model, make_trainable, trainable_state
+from calltune.train.schedule import lr_at
 from calltune.train.trainer import Trainer, TrainConfig
 from train_helpers import canonical_rows, write_rows
 
@@ -150,3 +151,34 @@ def test_resume_without_a_checkpoint_starts_fresh(tiny_gemma_dir, data, tmp_path
     trainer = make_trainer(tiny_gemma_dir, data, checkpoint_dir=Path(tmp_path / "empty"), resume=True, max_steps=1)
     assert not trainer.restore()
     assert trainer.fit()["steps"] == 1
+
+
+def test_min_steps_lengthens_a_small_run_with_a_cosine_over_the_real_total(tiny_gemma_dir, data):
+    trainer = make_trainer(tiny_gemma_dir, data, epochs=2, min_steps=10, eval_every=40, warmup_steps=1)
+    assert trainer.steps_per_epoch == 3  # 12 examples, batch 4
+    summary = trainer.fit()
+    assert summary["steps"] == summary["total_steps"] == 12 and summary["epochs"] == 4  # 2 epochs -> 4 whole ones
+    assert summary["extended_by_min_steps"] and summary["planned_epochs"] == 4
+    assert summary["eval_every"] == 2  # ~6 evaluations instead of only the last one
+    assert [r["step"] for r in summary["history"] if "valid_loss" in r] == [2, 4, 6, 8, 10, 12]
+    assert summary["best_step"] in (2, 4, 6, 8, 10, 12) and summary["kept"] == "best"
+    assert [r["lr"] for r in summary["history"]] == [lr_at(s, 5e-3, 1, 12) for s in range(12)]
+
+
+def test_max_minutes_stops_cleanly_keeps_best_and_resumes_exactly(tiny_gemma_dir, data, tmp_path):
+    straight = make_trainer(tiny_gemma_dir, data, max_steps=4, checkpoint_dir=tmp_path / "a").fit()
+
+    budget = make_trainer(tiny_gemma_dir, data, max_steps=4, checkpoint_dir=tmp_path / "b", max_minutes=1e-6)
+    stopped = budget.fit()  # 60 microseconds: the first step already passes it
+    assert stopped["stopped_at_budget"] and stopped["steps"] == 1 and stopped["total_steps"] == 4
+    assert stopped["max_minutes"] == 1e-6 and stopped["train_s"] > 0
+    assert "valid_loss" in stopped["history"][0]  # evaluated at the stop, so keep-best sees the last weights
+    assert stopped["best_step"] == 1 and stopped["kept"] == "best"
+    assert [p.name for p in (tmp_path / "b").iterdir()] == ["step-0000001"]  # checkpointed at the stop
+
+    resumed = make_trainer(tiny_gemma_dir, data, max_steps=4, checkpoint_dir=tmp_path / "b", resume=True).fit()
+    assert not resumed["stopped_at_budget"] and resumed["steps"] == 4
+    assert [r["step"] for r in resumed["history"]] == [1, 2, 3, 4]
+    for a, b in zip(straight["history"], resumed["history"]):
+        assert abs(a["train_loss"] - b["train_loss"]) <= 1e-5
+    assert resumed["history"][-1]["valid_loss"] == pytest.approx(straight["history"][-1]["valid_loss"], abs=1e-5)

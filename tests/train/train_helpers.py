@@ -64,6 +64,22 @@ def canonical_rows(n: int, seed: int = 0) -> list[dict]:
     return rows
 
 
+def heterogeneous_rows(n: int, seed: int = 0) -> list[dict]:
+    """canonical_rows, but every row declares its own tool list, as a corpus of mixed sources does:
+    the tool it calls (or any one, for a no-call row) and a short distractor of its own, in a random
+    order. n rows, n prompt groups."""
+    rng = random.Random(seed + 1000)
+    rows = canonical_rows(n, seed)
+    for i, row in enumerate(rows):
+        extra = {"type": "function", "function": {
+            "name": f"lookup_{seed}_{i}", "description": "Look up a record" + " in the archive" * rng.randint(0, 4),
+            "parameters": {"type": "object", "properties": {"key": {"type": "string"}}, "required": ["key"]}}}
+        called = [c["function"]["name"] for c in row["messages"][-1].get("tool_calls", [])]
+        needed = [t for t in TOOLS if t["function"]["name"] in called] or [rng.choice(TOOLS)]
+        row["tools"] = rng.sample(needed + [extra], 2)
+    return rows
+
+
 def write_rows(path: Path, rows: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
@@ -76,7 +92,8 @@ def tiny_params(**train_overrides) -> dict:
     params = copy.deepcopy(params)
     params["train"].update({"backend": "torch", "device": "cpu", "dtype": "float32", "epochs": 2,
                             "batch_size": 4, "grad_accum": 1, "lr": 5e-3, "warmup_steps": 1, "max_steps": 0,
-                            "eval_every": 2, "save_every": 2, "patience": 0, "resume": False, "max_seq_len": 1024})
+                            "eval_every": 2, "save_every": 2, "patience": 0, "resume": False, "max_seq_len": 1024,
+                            "min_steps": 0, "max_minutes": 0})
     params["train"]["lora"] = {"rank": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
     params["train"].update(train_overrides)
     params["model"]["format"] = "auto"

@@ -80,6 +80,35 @@ class TorchEngine:
             )
         return finish(output[0, input_ids.shape[1]:].tolist(), end_ids, self._decode, stop)
 
+    def generate_batch(self, prompts: list[str], max_new_tokens: int, stop: list[str]) -> list[Generation]:
+        """generate() for several prompts in one left-padded batch: the same greedy decoding,
+        each row stopping on its own (rows that stop early are padded until the batch ends)."""
+        import torch
+
+        stop_ids, stop_texts = split_stops(self.tokenizer, stop)
+        end_ids = sorted(set(stop_ids) | set(self._model_eos_ids()))
+        config = self._greedy_config(max_new_tokens, end_ids, stop_texts)
+        rows = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        width = max(len(r) for r in rows)
+        pad = config.pad_token_id if config.pad_token_id is not None else 0  # masked out, any id will do
+        input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=self.device)
+        attention_mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=self.device)
+        with torch.inference_mode():
+            output = self.model.generate(input_ids=input_ids, attention_mask=attention_mask,
+                                         generation_config=config, tokenizer=self.tokenizer)
+        return [finish(self._until_stopped(row[width:].tolist(), end_ids, stop_texts), end_ids, self._decode, stop)
+                for row in output]
+
+    def _until_stopped(self, ids: list[int], end_ids: list[int], stop_texts: list[str]) -> list[int]:
+        """A batch row's generated ids up to the token that stopped it (an end id, or the token that
+        completes a stop string), dropping the padding that follows in a batch."""
+        end = next((i + 1 for i, token in enumerate(ids) if token in end_ids), len(ids))
+        ids = ids[:end]
+        if stop_texts and any(s in self._decode(ids) for s in stop_texts):
+            end = next(k for k in range(1, len(ids) + 1) if any(s in self._decode(ids[:k]) for s in stop_texts))
+            ids = ids[:end]
+        return ids
+
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
@@ -98,3 +127,20 @@ class TorchEngine:
             eos_token_id=end_ids or None, pad_token_id=pad if pad is not None else (end_ids or [None])[0],
             stop_strings=stop_texts or None,
         )
+
+
+def generate_in_batches(engine: TorchEngine, prompts: list[str], max_new_tokens: int, stop: list[str],
+                        batch_size: int, on_batch: Callable[[int], None] | None = None) -> list[Generation]:
+    """engine.generate_batch over `prompts` in batches of similar length, so little padding is
+    computed; longest first, so running out of memory shows at once. Results in prompt order;
+    `on_batch(n)` is called after each batch of n prompts (a progress bar)."""
+    lengths = [len(engine.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
+    results: list[Generation | None] = [None] * len(prompts)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        for i, generation in zip(chunk, engine.generate_batch([prompts[i] for i in chunk], max_new_tokens, stop)):
+            results[i] = generation
+        if on_batch:
+            on_batch(len(chunk))
+    return results

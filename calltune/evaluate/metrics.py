@@ -33,15 +33,23 @@ class Judgement:
     reason: str
 
 
-def judge(calls: list[dict], parse_error: str | None, expected: list[dict], tools: list[dict]) -> Judgement:
-    """Judge one example's parsed output against its expected calls ([] = no call expected)."""
+def judge(calls: list[dict], parse_error: str | None, expected: list[dict], tools: list[dict],
+          accept: list[dict] | None = None) -> Judgement:
+    """Judge one example's parsed output against its expected calls ([] = no call expected).
+
+    `accept`, parallel to `expected`, maps argument names of each expected call to every value
+    accepted for them (BFCL's possible answers; the expected value counts too, "" = may be left
+    out). Exact and AST matching both take any accepted value.
+    """
+    if accept is not None and len(accept) != len(expected):
+        raise ValueError(f"accept has {len(accept)} entries for {len(expected)} expected calls")
     if parse_error is not None:
         return Judgement(UNPARSEABLE, False, False, False, f"parse error: {parse_error}")
     names_match = sorted(c["name"] for c in calls) == sorted(c["name"] for c in expected)
-    exact_reason = exact_difference(calls, expected)
+    exact_reason = exact_difference(calls, expected, accept)
     if exact_reason is None:
         return Judgement(EXACT, True, True, names_match, "exact match" if expected else "no call, as expected")
-    ast_reason = ast_difference(calls, expected, tool_parameters(tools))
+    ast_reason = ast_difference(calls, expected, tool_parameters(tools), accept)
     if ast_reason is None:
         return Judgement(EQUIVALENT, False, True, names_match, f"equivalent, not exact: {exact_reason}")
     return Judgement(WRONG, False, False, names_match, ast_reason)
@@ -54,6 +62,42 @@ def tool_parameters(tools: list[dict]) -> dict[str, dict]:
         function = tool.get("function", tool)
         schemas[function["name"]] = function.get("parameters") or {"type": "object", "properties": {}}
     return schemas
+
+
+# ---- accepted values ---------------------------------------------------------------------------
+
+OMITTED = object()  # stands for "the argument left out" among a key's accepted values
+LEFT_OUT = ""  # how an accepted-values list (BFCL's possible answers) says "may be left out"
+
+
+def accepted_values(want: dict, accepted: dict | None, key: str) -> list:
+    """Every acceptable value of argument `key` of one expected call (OMITTED: it may be left out).
+
+    Without `accepted`, only the expected value, or OMITTED when the expected call has no `key`.
+    """
+    values = [want[key]] if key in want else []
+    seen = {canonical_json(v) for v in values}
+    for value in (accepted or {}).get(key, []):
+        if isinstance(value, str) and value == LEFT_OUT:
+            value, text = OMITTED, None
+        else:
+            text = canonical_json(value)
+        if text not in seen:  # each value once (the expected one usually is listed too)
+            seen.add(text)
+            values.append(value)
+    return values or [OMITTED]
+
+
+def _may_be_omitted(values: list) -> bool:
+    return any(v is OMITTED for v in values)
+
+
+def _given(values: list) -> list:
+    return [v for v in values if v is not OMITTED]
+
+
+def _show_accepted(values: list) -> str:
+    return show(values[0]) if len(values) == 1 else "one of " + ", ".join(map(show, values))
 
 
 # ---- exact match -------------------------------------------------------------------------------
@@ -73,8 +117,9 @@ def _ints_for_integral_floats(value):
     return value
 
 
-def exact_difference(calls: list[dict], expected: list[dict]) -> str | None:
-    """None when the calls equal the expected ones in order; else the first difference."""
+def exact_difference(calls: list[dict], expected: list[dict], accept: list[dict] | None = None) -> str | None:
+    """None when the calls equal the expected ones in order (any accepted value will do for an
+    argument); else the first difference."""
     count = _count_difference(calls, expected)
     if count:
         return count
@@ -82,14 +127,19 @@ def exact_difference(calls: list[dict], expected: list[dict]) -> str | None:
         where = f"call {position}: " if len(expected) > 1 else ""
         if got["name"] != want["name"]:
             return f"{where}expected call {want['name']}, got {got['name']}"
-        for key in sorted(set(got["arguments"]) | set(want["arguments"])):
+        accepted = accept[position - 1] if accept else None
+        for key in sorted(set(got["arguments"]) | set(want["arguments"]) | set(accepted or {})):
+            values = accepted_values(want["arguments"], accepted, key)
             if key not in got["arguments"]:
+                if _may_be_omitted(values):
+                    continue
                 return f"{where}missing arg '{key}'"
-            if key not in want["arguments"]:
+            given = _given(values)
+            if not given:
                 return f"{where}unexpected arg '{key}'"
-            g, w = got["arguments"][key], want["arguments"][key]
-            if canonical_json(g) != canonical_json(w):
-                return f"{where}arg '{key}': expected {show(w)}, got {show(g)}"
+            g = got["arguments"][key]
+            if all(canonical_json(g) != canonical_json(w) for w in given):
+                return f"{where}arg '{key}': expected {_show_accepted(given)}, got {show(g)}"
     return None
 
 
@@ -109,12 +159,15 @@ def _names(calls: list[dict]) -> str:
 
 # ---- AST match (BFCL-style) --------------------------------------------------------------------
 
-def ast_difference(calls: list[dict], expected: list[dict], schemas: dict[str, dict]) -> str | None:
+def ast_difference(calls: list[dict], expected: list[dict], schemas: dict[str, dict],
+                   accept: list[dict] | None = None) -> str | None:
     """None when the calls match the expected ones as a multiset (any order) under the AST rules."""
     count = _count_difference(calls, expected)
     if count:
         return count
-    reasons = [[call_difference(got, want, schemas.get(want["name"])) for want in expected] for got in calls]
+    accept = accept or [None] * len(expected)
+    reasons = [[call_difference(got, want, schemas.get(want["name"]), accepted)
+                for want, accepted in zip(expected, accept)] for got in calls]
     matched = _max_matching([[r is None for r in row] for row in reasons])
     unmatched_wanted = [j for j in range(len(expected)) if j not in matched.values()]
     if not unmatched_wanted:
@@ -144,16 +197,18 @@ def _max_matching(compatible: list[list[bool]]) -> dict[int, int]:
     return {row: col for col, row in column_owner.items()}
 
 
-def call_difference(got: dict, want: dict, schema: dict | None) -> str | None:
-    """None when `got` is an acceptable call for `want` given the tool's parameters schema."""
+def call_difference(got: dict, want: dict, schema: dict | None, accepted: dict | None = None) -> str | None:
+    """None when `got` is an acceptable call for `want` given the tool's parameters schema (and the
+    values `accepted` for its arguments, see judge)."""
     if got["name"] != want["name"]:
         return f"expected call {want['name']}, got {got['name']}"
     if not isinstance(got["arguments"], dict):
         return f"arguments: expected object, got {json_type(got['arguments'])}"
-    return _object_difference(got["arguments"], want["arguments"], schema, prefix="")
+    return _object_difference(got["arguments"], want["arguments"], schema, prefix="", accepted=accepted)
 
 
-def _object_difference(got: dict, want: dict, schema: dict | None, prefix: str) -> str | None:
+def _object_difference(got: dict, want: dict, schema: dict | None, prefix: str,
+                       accepted: dict | None = None) -> str | None:
     if schema is None:  # an undeclared tool or object: the expected keys are the whole signature
         schema = {"properties": {k: {} for k in want}, "required": list(want)}
     properties = schema.get("properties", {})
@@ -164,26 +219,40 @@ def _object_difference(got: dict, want: dict, schema: dict | None, prefix: str) 
         if key not in properties:
             return f"unknown arg '{prefix}{key}'"
     for key in properties:
-        reason = _optional_difference(key, got, want, properties[key], prefix)
+        reason = _optional_difference(key, got, accepted_values(want, accepted, key), properties[key], prefix,
+                                      off_schema_ok=accepted is not None)
         if reason:
             return reason
     return None
 
 
-def _optional_difference(key: str, got: dict, want: dict, schema: dict, prefix: str) -> str | None:
-    """Compare one property, allowing an omitted value where the schema default stands in for it."""
+def _optional_difference(key: str, got: dict, values: list, schema: dict, prefix: str,
+                         off_schema_ok: bool = False) -> str | None:
+    """Compare one property with its accepted values, allowing an omitted value where that is
+    accepted or the schema default stands in for an accepted value. With `off_schema_ok` (the
+    values were listed by an accept), an accepted value that breaks the tool's own schema (BFCL
+    has a few) is compared by its own JSON type, as exact match would take it."""
     name = f"{prefix}{key}"
-    if key in got and key in want:
-        return value_difference(got[key], want[key], schema, name)
+    given = _given(values)
     if key in got:
-        if "default" in schema and value_difference(got[key], schema["default"], schema, name) is None:
+        reasons = [value_difference(got[key], w, schema, name) for w in given]
+        if None in reasons:
             return None
-        return f"unexpected arg '{name}': expected it omitted, got {show(got[key])}"
-    if key in want:
-        if "default" in schema and value_difference(schema["default"], want[key], schema, name) is None:
+        if off_schema_ok and any(value_difference(w, w, schema, name) is not None
+                                 and value_difference(got[key], w, None, name) is None for w in given):
             return None
-        return f"missing arg '{name}': expected {show(want[key])}"
-    return None
+        if _may_be_omitted(values) and "default" in schema and \
+                value_difference(got[key], schema["default"], schema, name) is None:
+            return None
+        if not reasons:
+            return f"unexpected arg '{name}': expected it omitted, got {show(got[key])}"
+        others = len(reasons) - 1
+        return reasons[0] + (f" (nor any of {others} other accepted value{'s' * (others > 1)})" if others else "")
+    if _may_be_omitted(values):
+        return None
+    if "default" in schema and any(value_difference(schema["default"], w, schema, name) is None for w in given):
+        return None
+    return f"missing arg '{name}': expected {_show_accepted(given)}"
 
 
 def value_difference(got, want, schema: dict | None, name: str) -> str | None:

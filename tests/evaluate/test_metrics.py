@@ -294,3 +294,95 @@ def test_percentile_interpolates_linearly():
     assert percentile([1.0, 2.0, 3.0, 4.0], 0.95) == pytest.approx(3.85)
     assert percentile([7.0], 0.95) == 7.0
     assert percentile([], 0.5) is None
+
+
+# ---- accepted alternatives (BFCL possible answers) ---------------------------------------------
+
+TOKYO_OR_SHORT = [{"location": ["Tokyo, Japan", "Tokyo"]}]
+
+
+def test_exact_takes_any_accepted_value_and_ast_normalises_each():
+    want = [call("get_weather", location="Tokyo, Japan")]
+    j = judge([call("get_weather", location="Tokyo")], None, want, TOOLS, accept=TOKYO_OR_SHORT)
+    assert (j.verdict, j.exact_match, j.ast_correct) == (EXACT, True, True)
+    j = judge([call("get_weather", location="  TOKYO.")], None, want, TOOLS, accept=TOKYO_OR_SHORT)
+    assert (j.verdict, j.ast_correct) == (EQUIVALENT, True)
+    assert j.reason == "equivalent, not exact: arg 'location': expected one of 'Tokyo, Japan', 'Tokyo', got '  TOKYO.'"
+    j = judge([call("get_weather", location="Kyoto")], None, want, TOOLS, accept=TOKYO_OR_SHORT)
+    assert (j.verdict, j.ast_correct) == (WRONG, False)
+    assert j.reason == "arg 'location': expected 'Tokyo, Japan', got 'Kyoto' (nor any of 1 other accepted value)"
+    # without the alternatives the short form is wrong
+    assert check([call("get_weather", location="Tokyo")], want).verdict == WRONG
+
+
+def test_empty_string_among_accepted_values_lets_the_argument_be_left_out():
+    want = [call("get_weather", location="Paris", days=3)]
+    optional = [{"days": [3, ""]}]
+    j = judge([call("get_weather", location="Paris")], None, want, TOOLS, accept=optional)
+    assert (j.verdict, j.exact_match, j.ast_correct) == (EXACT, True, True)
+    assert judge([call("get_weather", location="Paris", days=3)], None, want, TOOLS, accept=optional).exact_match
+    j = judge([call("get_weather", location="Paris", days=4)], None, want, TOOLS, accept=optional)
+    assert j.reason == "arg 'days': expected 3, got 4"
+    # not left out when "" is not listed; the reason names every accepted value
+    j = judge([call("get_weather", location="Paris")], None, want, TOOLS, accept=[{"days": [3, 4]}])
+    assert (j.verdict, j.reason) == (WRONG, "missing arg 'days': expected one of 3, 4")
+    assert check([call("get_weather", location="Paris")], want).reason == "missing arg 'days': expected 3"
+
+
+def test_an_argument_only_in_accept_must_be_left_out_or_take_a_listed_value():
+    want = [call("get_weather", location="Paris")]  # the importer left out days: its first answer was ""
+    accept = [{"days": ["", 2]}]
+    assert judge([call("get_weather", location="Paris", days=2)], None, want, TOOLS, accept=accept).exact_match
+    assert judge([call("get_weather", location="Paris")], None, want, TOOLS, accept=accept).exact_match
+    j = judge([call("get_weather", location="Paris", days=5)], None, want, TOOLS, accept=accept)
+    assert (j.ast_correct, j.reason) == (False, "arg 'days': expected 2, got 5")
+
+
+def test_parallel_calls_match_in_any_order_with_alternatives():
+    want = [call("get_weather", location="Paris"), call("get_weather", location="Rome", days=2)]
+    accept = [{"location": ["Paris", "Paris, France"]}, {"location": ["Rome", "Roma"], "days": [2, ""]}]
+    in_order = [call("get_weather", location="Paris, France"), call("get_weather", location="Roma")]
+    j = judge(in_order, None, want, TOOLS, accept=accept)
+    assert (j.verdict, j.exact_match) == (EXACT, True)
+    swapped = [call("get_weather", location="roma", days=2), call("get_weather", location="paris france")]
+    j = judge(swapped, None, want, TOOLS, accept=accept)
+    assert (j.verdict, j.ast_correct, j.names_match) == (EQUIVALENT, True, True)
+    # the first call's alternatives do not leak to the second: "Paris, France" is no Rome
+    wrong = [call("get_weather", location="Paris, France"), call("get_weather", location="Paris, France")]
+    j = judge(wrong, None, want, TOOLS, accept=accept)
+    assert (j.verdict, j.reason) == (WRONG, "get_weather: arg 'location': expected 'Rome', got 'Paris, France' "
+                                            "(nor any of 1 other accepted value)")
+
+
+@pytest.mark.parametrize("calls, expected, parse_error", [
+    ([WEATHER], [WEATHER], None),
+    ([call("get_weather", location="Tokyo, Japan", unit="fahrenheit")], [WEATHER], None),
+    ([call("get_weather", location="Tokyo, Japan")], [WEATHER], None),
+    ([call("get_weather", location="Tokyo, Japan", days=2)], [WEATHER], None),
+    ([call("get_weather", location="tokyo japan", unit="celsius", foo=1)], [WEATHER], None),
+    ([call("get_weather", unit="celsius")], [WEATHER], None),
+    ([call("get_weather", location="Rome"), call("get_weather", location="Paris")],
+     [call("get_weather", location="Paris"), call("get_weather", location="Rome")], None),
+    ([WEATHER], [], None),
+    ([], [WEATHER], None),
+    ([WEATHER], [WEATHER], "unterminated call"),
+    ([call("create_event", title="Sync", reminder={"minutes": 15})],
+     [call("create_event", title="Sync", reminder={"minutes": 10})], None),
+])
+def test_no_alternatives_judge_as_before(calls, expected, parse_error):
+    """accept=None and accept with nothing listed give the very same judgement (reason included)."""
+    before = judge(calls, parse_error, expected, TOOLS)
+    assert judge(calls, parse_error, expected, TOOLS, accept=None) == before
+    assert judge(calls, parse_error, expected, TOOLS, accept=[{} for _ in expected]) == before
+
+
+def test_an_empty_string_expected_value_is_a_value_not_an_omission():
+    """Only "" inside accept means "may be left out"; an expected "" must still be given."""
+    want = [call("lookup", q="")]
+    assert judge([call("lookup")], None, want, TOOLS).reason == "missing required 'q'"
+    assert judge([call("lookup", q="")], None, want, TOOLS).exact_match
+
+
+def test_accept_must_parallel_expected():
+    with pytest.raises(ValueError, match="accept has 2 entries for 1 expected calls"):
+        judge([WEATHER], None, [WEATHER], TOOLS, accept=[{}, {}])

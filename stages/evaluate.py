@@ -4,6 +4,10 @@ Writes metrics/<target>.json (exact match, AST accuracy, tool-name accuracy, par
 rate, irrelevance accuracy, per-tool accuracy, latency p50/p95, tokens/s, size on disk),
 predictions/<target>.jsonl (prompt, raw output, parsed calls, verdict, reason) and the plot data
 plots/per_tool/<target>.json and plots/confusion/<target>.json. Targets: calltune/evaluate/targets.py.
+
+With --test-file (one of evaluate.test_files) it scores your own held-out file instead: examples.jsonl
+format, checked like your examples and against the train/valid splits (a shared query is an error);
+its metrics and predictions go where --out and --predictions say, no plots.
 """
 
 from pathlib import Path
@@ -12,6 +16,8 @@ import click
 
 from calltune.cli import params_option, stage
 from calltune.data.dataset import load_dataset
+from calltune.data.test_files import checked_test_files, load_test_file
+from calltune.data.tools import load_tools
 from calltune.errors import InputError
 from calltune.evaluate.plots import write_confusion, write_per_tool
 from calltune.evaluate.predictions import write_predictions
@@ -55,24 +61,39 @@ def summary(target: str, m: dict) -> str:
               help="[default: predictions/<target>.jsonl]")
 @click.option("--plots", default="plots", show_default=True, type=click.Path(file_okay=False),
               help="Writes <plots>/per_tool/<target>.json and <plots>/confusion/<target>.json.")
+@click.option("--test-file", default=None,
+              help="NAME of one of evaluate.test_files: score that file instead of --test (no plots).")
+@click.option("--train", "training", multiple=True, default=("data/splits/train.jsonl", "data/splits/valid.jsonl"),
+              show_default=True, type=click.Path(dir_okay=False),
+              help="Splits a test file must not share a query with (repeat the option).")
 @click.option("--progress/--no-progress", default=False, show_default=True)
 @stage
-def main(params, target, test, models, out, predictions, plots, progress):
+def main(params, target, test, models, out, predictions, plots, test_file, training, progress):
     ep = params["evaluate"]
     chosen = get_target(target, models)
     chosen.check_present()
-    examples = load_dataset(test)
-    if not examples:
-        raise InputError("no test examples", path=test)
+    if test_file is None:
+        examples = load_dataset(test)
+        if not examples:
+            raise InputError("no test examples", path=test)
+    else:
+        files = checked_test_files(ep["test_files"])
+        if test_file not in files:
+            raise InputError(f"no test file named {test_file!r} (evaluate.test_files: {', '.join(files) or 'none'})",
+                             field="evaluate.test_files")
+        examples = load_test_file(files[test_file], test_file, load_tools(params["generate"]["tools"]), list(training),
+                                  params["generate"]["no_call_answer"])
     examples = examples[: ep["limit"]] if ep["limit"] else examples
     fmt = chat_format(params["model"]["format"], Path(models) / "base")
     preds, metrics = evaluate_artifact(chosen, fmt, examples, max_new_tokens=ep["max_new_tokens"],
                                        threads=ep["threads"], progress=progress)
-    write_predictions(predictions or f"predictions/{target}.jsonl", preds)
-    write_per_tool(Path(plots) / "per_tool" / f"{target}.json", target, metrics)
-    write_confusion(Path(plots) / "confusion" / f"{target}.json", preds)
-    write_json(out or f"metrics/{target}.json", metrics)
-    click.echo(summary(target, metrics))
+    name = target if test_file is None else f"test_files/{test_file}/{target}"
+    write_predictions(predictions or f"predictions/{name}.jsonl", preds)
+    if test_file is None:
+        write_per_tool(Path(plots) / "per_tool" / f"{target}.json", target, metrics)
+        write_confusion(Path(plots) / "confusion" / f"{target}.json", preds)
+    write_json(out or f"metrics/{name}.json", metrics)
+    click.echo(summary(target if test_file is None else f"{target} on {test_file}", metrics))
 
 
 if __name__ == "__main__":

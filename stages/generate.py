@@ -1,4 +1,5 @@
-"""generate: validate tools, examples, templates, imports and synthetic examples into the canonical dataset.
+"""generate: validate tools, examples, templates, imports and synthetic examples into the canonical dataset,
+plus rows augmented from your examples and requests from the built-in no-call bank.
 
 Writes data/generated/dataset.jsonl and metrics/data.json, only once every input has passed;
 any problem is reported with its file, line and field, and nothing is written.
@@ -32,7 +33,7 @@ def main(params, base_model, synthetic, out, metrics):
     fmt = get_format(params["model"]["format"], tokenizer=tokenizer)
     stats = {**dataset_stats(result.records, fmt, tokenizer),
              "duplicate_queries": len(result.duplicates), "skipped_imports": result.skipped,
-             **{f"from_{kind}": n for kind, n in result.sources.items()}}
+             **{f"from_{kind}": n for kind, n in result.sources.items()}, **result.report}
     write_jsonl(out, result.records)
     write_json(metrics, stats)
     click.echo(f"generate: {stats['n_examples']} examples ({result.sources}), no-call {stats['no_call_share']:.1%}, "

@@ -32,6 +32,9 @@ class Example:
     answer: str | None = None
     where: str = ""  # the example's own field in its file, if any ("templates[2]")
     calls_field: str = "calls"  # what the input calls `calls` ("answers" in xLAM)
+    # Accepted alternatives, parallel to calls: {argument: [other acceptable values]} per call
+    # ("" = may be left out); None when no call has any. See docs/data.md "Accepted alternatives".
+    accept: list[dict] | None = None
 
     @property
     def source(self) -> str:
@@ -59,9 +62,12 @@ def checked_example(raw, tools: list[dict], path, line: int | None) -> tuple[Exa
     problems = instance_errors(raw, EXAMPLE_SCHEMA, path, line)
     if problems:
         return None, problems
-    example = Example(query=raw["query"], calls=raw["calls"], tools=tools, path=str(path), line=line,
+    calls = [{"name": c["name"], "arguments": c["arguments"]} for c in raw["calls"]]
+    accept = [c.get("accept", {}) for c in raw["calls"]]
+    example = Example(query=raw["query"], calls=calls, tools=tools, path=str(path), line=line,
                       system=raw.get("system"), history=raw.get("history", []),
-                      tool_results=raw.get("tool_results"), answer=raw.get("answer"))
+                      tool_results=raw.get("tool_results"), answer=raw.get("answer"),
+                      accept=accept if any(accept) else None)
     return example, example_errors(example)
 
 
@@ -73,8 +79,48 @@ def example_errors(example: Example) -> list[InputError]:
         errors += call_errors(call, known, example, example.at(f"{example.calls_field}[{i}]"))
     for i, message in enumerate(example.history):
         errors += _history_errors(message, known, example, example.at(f"history[{i}]"))
+    for i, (call, accept) in enumerate(zip(example.calls, example.accept or [])):
+        errors += accept_errors(call, accept, known, example, example.at(f"{example.calls_field}[{i}].accept"))
     errors += _shape_errors(example)
     return errors
+
+
+def accept_errors(call: dict, accept: dict, known: dict[str, dict], example: Example, field: str) -> list[InputError]:
+    """Each accepted alternative must be a valid value of its argument; "" (may be left out) only
+    for an optional one."""
+    tool = known.get(call["name"])
+    if tool is None:
+        return []  # call_errors reports the unknown tool
+    parameters = tool["function"]["parameters"]
+    properties, required = parameters.get("properties", {}), set(parameters.get("required", []))
+    errors = []
+    for key, values in accept.items():
+        if key not in properties:
+            errors.append(_error(example, f"{field}.{key}", f"{call['name']} has no argument {key!r}"))
+            continue
+        for j, value in enumerate(values):
+            where = f"{field}.{key}[{j}]"
+            if value == "" and key in required:
+                errors.append(_error(example, where, f"'' (may be left out) but {key!r} is required"))
+            elif value != "":
+                errors += instance_errors(value, properties[key], example.path, example.line, where)
+    return errors
+
+
+def accepted(example: Example) -> list[dict] | None:
+    """The canonical `accept` of a record: per call, {argument: [expected, *alternatives]} where
+    "" stands for a left-out argument; None when the example lists no alternatives."""
+    if not example.accept or not any(example.accept):
+        return None
+    canonical = []
+    for call, accept in zip(example.calls, example.accept):
+        entry = {}
+        for key, values in accept.items():
+            expected = call["arguments"].get(key, "")
+            entry[key] = [expected] + [v for i, v in enumerate(values)
+                                       if v != expected and v not in values[:i]]
+        canonical.append(entry)
+    return canonical
 
 
 def call_errors(call: dict, known: dict[str, dict], example: Example, field: str) -> list[InputError]:
@@ -123,8 +169,12 @@ def to_record(example: Example, record_id: str, no_call_answer: str) -> dict:
             messages.append({"role": "assistant", "content": example.answer})
     else:
         messages.append({"role": "assistant", "content": example.answer or no_call_answer})
-    return {"id": record_id, "messages": messages, "tools": example.tools,
-            "meta": {"source": example.source, "calls": [c["name"] for c in example.calls]}}
+    record = {"id": record_id, "messages": messages, "tools": example.tools,
+              "meta": {"source": example.source, "calls": [c["name"] for c in example.calls]}}
+    accept = accepted(example)
+    if accept is not None:
+        record["accept"] = accept
+    return record
 
 
 def assistant_calls(calls: list[dict]) -> dict:

@@ -1,7 +1,9 @@
 """Leak-free train/valid/test splits.
 
 1. Exact duplicates (same normalised user text, see text.query_key) keep their first example.
-2. Near-duplicates (word-set Jaccard >= near_duplicate) form groups that go to one split whole.
+2. Near-duplicates (word-set Jaccard >= near_duplicate) and rows made from one example (an
+   augmented row's meta.origin names its source's id) form groups that go to one split whole, so
+   no test query has a sibling in training.
 3. Groups are stratified by the tools their first example calls, counted with repeats: no call,
    one get_weather call and two parallel get_weather calls are three strata, so parallel calls
    reach valid and test in proportion too. Strata in seeded random order, groups shuffled within each, are dealt one after
@@ -40,7 +42,8 @@ def split_dataset(records: list[dict], ratios: dict, near_duplicate: float, seed
             kept.append(record)
             keys.append(key)
     pairs = similar_pairs([words(k) for k in keys], near_duplicate)
-    clusters = groups(len(kept), pairs)
+    siblings = family_pairs(kept)
+    clusters = groups(len(kept), pairs + siblings)
     side = _deal(clusters, [stratum(r) for r in kept], [ratios[s] for s in SPLITS], seed)
     splits = {name: [kept[i] for i in range(len(kept)) if side[i] == k] for k, name in enumerate(SPLITS)}
     for name in SPLITS:
@@ -56,10 +59,31 @@ def split_dataset(records: list[dict], ratios: dict, near_duplicate: float, seed
         **{f"n_{name}": len(splits[name]) for name in SPLITS},
         "overlap": overlap(splits),
         "near_duplicate_cross_split": sum(side[i] != side[j] for i, j in pairs),
+        "augmented_families": len({family(r) for r in kept if "origin" in r["meta"]}),
+        "largest_group": max((len(c) for c in clusters), default=0),
+        "family_cross_split": sum(side[i] != side[j] for i, j in siblings),
     }
-    if report["overlap"] or report["near_duplicate_cross_split"]:
+    if report["overlap"] or report["near_duplicate_cross_split"] or report["family_cross_split"]:
         raise RuntimeError(f"split leaked examples between splits: {report}")
     return SplitResult(splits, report)
+
+
+def family(record: dict) -> str:
+    """The id of the example a record was made from (its own id when it was not made from one)."""
+    return record["meta"].get("origin", record["id"])
+
+
+def family_pairs(records: list[dict]) -> list[tuple[int, int]]:
+    """(first member, other member) for every record made from the same example as an earlier one."""
+    first: dict[str, int] = {}
+    pairs = []
+    for i, record in enumerate(records):
+        key = family(record)
+        if key in first:
+            pairs.append((first[key], i))
+        else:
+            first[key] = i
+    return pairs
 
 
 def stratum(record: dict) -> tuple[str, ...]:
@@ -85,8 +109,10 @@ def _deal(clusters: list[list[int]], strata: list[tuple], ratios: list[float], s
         members = by_stratum[key]
         rng.shuffle(members)
         for cluster in members:
+            # deficits as if the group were one example: a big group (an example and its augmented
+            # rows) must not lean towards the largest split just because it is big
+            deficits = [ratio * (dealt + 1) - count for ratio, count in zip(ratios, counts)]
             dealt += len(cluster)
-            deficits = [ratio * dealt - count for ratio, count in zip(ratios, counts)]
             k = max(range(len(ratios)), key=lambda s: (deficits[s], -s))
             counts[k] += len(cluster)
             for i in cluster:

@@ -119,7 +119,7 @@ def _value(slot_value):
 def _slot_errors(template: dict, path, line, where: str) -> list[InputError]:
     """Slots must be defined, used, and every slot the calls use must appear in every pattern."""
     slots = template.get("slots", {})
-    in_calls = {name for call in template["calls"] for text in _strings(call["arguments"])
+    in_calls = {name for call in template["calls"] for text in strings_in(call["arguments"])
                 for name in SLOT.findall(text)}
     errors = []
 
@@ -146,12 +146,13 @@ def _slot_errors(template: dict, path, line, where: str) -> list[InputError]:
     return errors
 
 
-def _strings(value):
+def strings_in(value):
+    """Every string in a JSON value (objects and lists searched through)."""
     if isinstance(value, str):
         yield value
     elif isinstance(value, (dict, list)):
         for item in value.values() if isinstance(value, dict) else value:
-            yield from _strings(item)
+            yield from strings_in(item)
 
 
 def _read_yaml(path) -> tuple[object, list[int | None]]:

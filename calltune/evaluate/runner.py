@@ -50,7 +50,7 @@ def evaluate_example(engine: Engine, fmt, example: dict, *, max_new_tokens: int)
     return Prediction(
         id=example["id"], prompt=prompt, raw_output=text, calls=parsed.calls, expected=expected,
         parse_error=parsed.error, latency_s=latency, n_generated_tokens=n_tokens,
-        judgement=judge(parsed.calls, parsed.error, expected, example["tools"]),
+        judgement=judge(parsed.calls, parsed.error, expected, example["tools"], accept=example.get("accept")),
     )
 
 

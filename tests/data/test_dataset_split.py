@@ -90,3 +90,21 @@ def test_too_few_examples_for_the_ratios_is_an_input_error():
     with pytest.raises(InputError, match="too few: the valid split would be empty") as excinfo:
         split_dataset([record(i, f"q {i} {CITIES[i]}") for i in range(3)], RATIOS, 0.8, seed=0)
     assert excinfo.value.field == "split.valid"
+
+
+def test_rows_made_from_one_example_stay_in_its_split():
+    rows = dataset()
+    for i in range(0, 200, 10):  # two distinct-looking rows augmented from every 10th example
+        for k in range(2):
+            sibling = record(1000 + 2 * i + k, f"totally different wording {i} {k} {CITIES[(i + k) % 20]}", ["get_weather"])
+            sibling["meta"]["origin"] = rows[i]["id"]
+            rows.append(sibling)
+    landed = Counter()
+    for seed in range(10):
+        result = split_dataset(rows, RATIOS, 0.8, seed=seed)
+        side = {r["id"]: name for name in SPLITS for r in result.splits[name]}
+        assert all(side[r["id"]] == side[r["meta"]["origin"]] for r in rows if "origin" in r["meta"])
+        assert result.report["augmented_families"] == 20 and result.report["family_cross_split"] == 0
+        landed.update(side[rows[i]["id"]] for i in range(0, 200, 10))
+    # big groups are dealt like single rows: families reach valid and test about as often as others
+    assert set(landed) == set(SPLITS) and 0.65 <= landed["train"] / 200 <= 0.9

@@ -150,3 +150,39 @@ def test_loaded_examples_round_trip_the_optional_fields(tmp_path, tools):
     assert (example.system, example.tool_results, example.answer, example.line) == (
         "Today is 2025-06-10.", [{"t": 1}], "1 degree", 1)
     assert json.loads(json.dumps(canonical(example)))["messages"][0]["role"] == "system"
+
+
+# --- accepted alternatives ----------------------------------------------------------------------------
+
+def with_accept(call, accept):
+    return {**call, "accept": accept}
+
+
+def test_alternatives_become_the_records_accept_expected_value_first(tmp_path, tools):
+    rows = [{"query": "Weather in Oslo and Lima?", "calls": [
+        with_accept(weather("Oslo"), {"location": ["Oslo, Norway", "Oslo"], "unit": ["", "celsius"]}), weather("Lima")]},
+            {"query": "Weather in Rome", "calls": [weather("Rome")]}]
+    first, second = load_examples(write_jsonl(tmp_path / "e.jsonl", rows), tools)
+    assert first.calls[0] == weather("Oslo")  # training sees the value in arguments only
+    record = to_record(first, "ex-1", NO_CALL)
+    assert record["accept"] == [{"location": ["Oslo", "Oslo, Norway"], "unit": ["", "celsius"]}, {}]
+    assert instance_errors(record, load_schema("dataset.schema.json"), "x") == []
+    assert "accept" not in to_record(second, "ex-2", NO_CALL)
+
+
+@pytest.mark.parametrize("accept, field, reason", [
+    ({"unit": ["kelvin"]}, "calls[0].accept.unit[0]", "'kelvin' is not one of ['celsius', 'fahrenheit']"),
+    ({"days": ["celsius", 3, "four"]}, "calls[0].accept.days[0]", "'celsius' is not of type 'integer'"),
+    ({"location": [""]}, "calls[0].accept.location[0]", "'' (may be left out) but 'location' is required"),
+    ({"city": ["Oslo"]}, "calls[0].accept.city", "get_weather has no argument 'city'"),
+    ({"location": []}, "calls[0].accept.location", "should be non-empty"),
+    ({"location": "Oslo"}, "calls[0].accept.location", "'Oslo' is not of type 'array'"),
+])
+def test_bad_alternatives_name_the_line_and_field(tmp_path, tools, accept, field, reason):
+    path = write_jsonl(tmp_path / "examples.jsonl", [{"query": "ok", "calls": [weather("Rome")]},
+                                                    {"query": "q", "calls": [with_accept(weather("Oslo"), accept)]}])
+    with pytest.raises(InputError) as excinfo:
+        load_examples(path, tools)
+    error = errors_of(excinfo)[0]
+    assert (error.path, error.line, error.field) == (str(path), 2, field)
+    assert reason in error.reason

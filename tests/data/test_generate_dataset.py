@@ -39,7 +39,8 @@ def xlam_import(tmp_path, answers):
 def test_all_inputs_become_valid_canonical_records_with_sequential_ids(tmp_path):
     spec = xlam_import(tmp_path, [{"name": "get_weather", "arguments": {"location": "Kobe"}}])
     result = generate(inputs(tmp_path, imports=[spec]), seed=0)
-    assert result.sources == {"examples": 3, "templates": 3, "imports": 1} and result.skipped == 0
+    assert result.sources == {"examples": 3, "templates": 3, "imports": 1}
+    assert result.skipped == 0
     assert [r["id"] for r in result.records] == [f"ex-{i:05d}" for i in range(1, 8)]
     schema = load_schema("dataset.schema.json")
     assert all(instance_errors(r, schema, "x") == [] for r in result.records)

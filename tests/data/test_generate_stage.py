@@ -15,7 +15,8 @@ def project(tmp_path):
             {"query": "Lima and Pune?", "calls": [weather("Lima"), weather("Pune")]}]
     params = params_file(tmp_path, generate={
         "tools": str(tools_file(tmp_path)), "examples": str(write_jsonl(tmp_path / "examples.jsonl", rows)),
-        "templates": "", "imports": []}, model={"format": "auto"})
+        "templates": "", "imports": [], "augment": {"enabled": False, "per_example": 0, "target_per_tool": 0},
+        "no_call_share": 0}, model={"format": "auto"})
     return tmp_path, params
 
 
@@ -61,3 +62,29 @@ def test_duplicates_are_warned_about_on_stderr(project, tiny_gemma_dir):
     assert result.exit_code == 0
     assert f"warning: {tmp_path / 'examples.jsonl'}:2 [query]: duplicate query" in result.stderr
     assert json.loads(metrics.read_text())["duplicate_queries"] == 1
+
+
+def test_default_params_add_augmented_and_bank_rows_and_count_them(project, tiny_gemma_dir):
+    tmp_path, _ = project
+    rows = [{"query": f"What's the weather in {city}?", "calls": [weather(city)]} for city in ("Oslo", "Lima", "Pune")]
+    params = params_file(tmp_path, generate={
+        "tools": str(tools_file(tmp_path)), "examples": str(write_jsonl(tmp_path / "examples.jsonl", rows)),
+        "templates": "", "imports": []}, model={"format": "auto"})  # augment and no_call_share as shipped
+    result, out, metrics = run(tmp_path, params, tiny_gemma_dir)
+    assert result.exit_code == 0, result.output
+    stats, records = json.loads(metrics.read_text()), load_dataset(out)
+    assert stats["from_examples"] == 3 and stats["from_augmented"] > 3 and stats["from_no_call_bank"] > 0
+    assert stats["n_examples"] == 3 + stats["from_augmented"] + stats["from_no_call_bank"] == len(records)
+    assert stats["no_call_share"] >= 0.15 and stats["augment_slots_text"] == 3
+    assert stats["no_call_bank_filtered"] + stats["no_call_bank_available"] > 300
+    assert all(r["meta"]["origin"] in {"ex-00001", "ex-00002", "ex-00003"} for r in records[3:3 + stats["from_augmented"]])
+
+
+def test_bad_alternatives_exit_2_and_write_nothing(project, tiny_gemma_dir):
+    tmp_path, params = project
+    write_jsonl(tmp_path / "examples.jsonl", [{"query": "Oslo", "calls": [
+        {**weather("Oslo"), "accept": {"unit": ["celsius", "kelvin"]}}]}])
+    result, out, metrics = run(tmp_path, params, tiny_gemma_dir)
+    assert result.exit_code == 2
+    assert f"error: {tmp_path / 'examples.jsonl'}:1 [calls[0].accept.unit[1]]: 'kelvin' is not one of" in result.stderr
+    assert not out.parent.exists() and not metrics.parent.exists()

@@ -90,7 +90,7 @@ def test_default_generate_has_no_duplicates_and_keeps_the_shares(generated):
     add skills on top (the whole dataset keeps >= 10% no-call)."""
     records = generated.records
     assert generated.duplicates == [] and generated.sources["templates"] > 0
-    written = [r for r in records if "examples.jsonl" in r["meta"]["source"]]
+    written = [r for r in records if "examples.jsonl" in r["meta"]["source"] and "origin" not in r["meta"]]
     assert len(written) == generated.sources["examples"] >= 160
     assert sum(not r["meta"]["calls"] for r in written) / len(written) >= 0.10
     assert sum(len(r["meta"]["calls"]) > 1 for r in written) / len(written) >= 0.10
@@ -103,3 +103,26 @@ def test_default_split_is_leak_free_and_every_split_has_calls_and_no_calls(gener
     assert result.report["overlap"] == 0 and result.report["near_duplicate_cross_split"] == 0
     for rows in result.splits.values():
         assert any(not r["meta"]["calls"] for r in rows) and any(len(r["meta"]["calls"]) > 1 for r in rows)
+
+
+def test_augmented_starter_rows_never_cross_splits(generated, params):
+    """Split by source on the real starter data: every augmented row sits in its source's split."""
+    records = generated.records
+    by_id = {r["id"]: r for r in records}
+    augmented = [r for r in records if "origin" in r["meta"]]
+    assert len(augmented) > 100 and generated.sources["augmented"] == len(augmented)
+    assert all(by_id[r["meta"]["origin"]]["meta"]["source"] == r["meta"]["source"] for r in augmented)
+    block = params["split"]
+    result = split_dataset(records, block, block["near_duplicate"], params["base"]["seed"])
+    side = {r["id"]: name for name, rows in result.splits.items() for r in rows}
+    assert all(side[r["id"]] == side[r["meta"]["origin"]] for r in augmented)
+    assert result.report["family_cross_split"] == 0 and result.report["augmented_families"] > 50
+    assert {side[r["id"]] for r in augmented} == {"train", "valid", "test"}
+
+
+def test_starter_alternatives_are_listed_for_open_free_text(examples):
+    """Issue #15: e-mail bodies and search phrasing that no data determines have accepted alternatives."""
+    with_alternatives = [e for e in examples if e.accept]
+    assert len(with_alternatives) >= 30
+    keys = {key for e in with_alternatives for accept in e.accept for key in accept}
+    assert {"body", "query"} <= keys

@@ -56,6 +56,7 @@ def gen_block(tmp_path, synthetic: dict, examples=None, tools=None, templates=""
     tools_path = write_json(tmp_path / "tools.json", tools) if tools is not None else tools_file(tmp_path)
     return {"tools": str(tools_path), "examples": str(write_jsonl(tmp_path / "examples.jsonl", rows)),
             "templates": templates, "imports": [], "no_call_answer": NO_CALL, "duplicate_queries": "warn",
+            "augment": {"enabled": False, "per_example": 0, "target_per_tool": 0}, "no_call_share": 0,
             "synthetic": synthetic}
 
 

@@ -127,3 +127,14 @@ def test_size_on_disk_counts_files_and_directories(tmp_path):
     assert size_on_disk_mb(tmp_path / "d", tmp_path / "c.gguf") == 2.25
     with pytest.raises(InputError, match="artifact not found"):
         size_on_disk_mb(tmp_path / "missing.onnx")
+
+
+def test_the_runner_scores_a_records_accepted_alternatives():
+    """A record's `accept` (from examples.jsonl alternatives) reaches the judge: an accepted
+    wording is exact, a value nobody listed is still wrong."""
+    paris = dict(EXAMPLES[1], accept=[{"unit": ["fahrenheit", "celsius"]}])  # the script says celsius
+    tokyo = example(1, "Weather in Tokyo?", [{"name": "get_weather", "arguments": {"location": "Tokyo"}}])
+    listed = dict(tokyo, accept=[{"location": ["Tokyo", "Tokyo, Japan"]}])  # the script says "Tokyo, Japan"
+    preds = evaluate_target(ScriptedEngine(SCRIPT), get_format("functiongemma"), [paris, listed, tokyo],
+                            max_new_tokens=8, warmup=False)
+    assert [p.judgement.verdict for p in preds] == ["exact", "exact", "wrong"]

@@ -12,7 +12,8 @@ from calltune.evaluate.predictions import read_predictions
 from calltune.evaluate.runner import size_on_disk_mb
 from calltune.formats import get_format
 
-from evaluate_helpers import CALLS, EXAMPLES, load_stage, models_tree, params_file, taught_examples, write_jsonl
+from evaluate_helpers import (CALLS, EMAIL, EXAMPLES, WEATHER, load_stage, models_tree, params_file, taught_examples,
+                              write_jsonl)
 
 evaluate_stage = load_stage("evaluate")
 MAX_NEW_TOKENS = 10
@@ -135,3 +136,62 @@ def test_tuned_model_scores_on_the_calls_it_learned_and_the_random_base_does_not
     assert sorted((r["expected"], r["predicted"]) for r in confusion) == sorted((name, name) for _, name, _ in CALLS)
     verdicts = [p.judgement.verdict for p in read_predictions(tmp_path / "predictions/tuned.jsonl")]
     assert verdicts == ["exact"] * 5
+
+
+# ---- held-out test files (evaluate.test_files) -----------------------------------------------------------
+
+def held_out_workdir(workdir, rows, test_files=None):
+    import json as _json
+
+    (workdir / "tools.json").write_text(_json.dumps([WEATHER, EMAIL]))
+    write_jsonl(workdir / "held.jsonl", rows)
+    write_jsonl(workdir / "train.jsonl", EXAMPLES[:2])
+    params_file(workdir, evaluate={"max_new_tokens": MAX_NEW_TOKENS, "limit": 0, "threads": 1,
+                                   "test_files": test_files or [{"name": "held", "path": str(workdir / "held.jsonl")}]},
+                generate={"tools": str(workdir / "tools.json")})
+
+
+def run_file(workdir, target="base", name="held"):
+    return run(workdir, target, "--test-file", name, "--train", str(workdir / "train.jsonl"),
+               "--out", str(workdir / f"metrics/test_files/{name}/{target}.json"),
+               "--predictions", str(workdir / f"predictions/test_files/{name}/{target}.jsonl"))
+
+
+HELD = [{"query": "Weather in Lima?", "calls": [{"name": "get_weather", "arguments": {"location": "Lima"},
+                                                 "accept": {"unit": ["", "celsius"]}}]},
+        {"query": "Sing me a song", "calls": []}]
+
+
+def test_a_test_file_is_scored_into_its_own_metrics_and_predictions(workdir):
+    held_out_workdir(workdir, HELD)
+    result = run_file(workdir)
+    assert result.exit_code == 0, result.output
+    assert outputs(workdir) == ["metrics/test_files/held/base.json", "predictions/test_files/held/base.jsonl"]
+    preds = read_predictions(workdir / "predictions/test_files/held/base.jsonl")
+    assert [p.id for p in preds] == ["held:1", "held:2"]
+    assert preds[0].expected == [{"name": "get_weather", "arguments": {"location": "Lima"}}]
+    metrics = json.loads((workdir / "metrics/test_files/held/base.json").read_text())
+    assert metrics == aggregate(preds, size_mb=metrics["size_mb"]) and metrics["n"] == 2
+    assert result.output.startswith("base on held: 2 examples")
+
+
+@pytest.mark.parametrize("rows, expected", [
+    ([HELD[0], {"query": "q", "calls": [{"name": "get_weather", "arguments": {"location": "Oslo"},
+                                        "accept": {"unit": ["kelvin"]}}]}],
+     "held.jsonl:2 [calls[0].accept.unit[0]]: 'kelvin' is not one of"),
+    ([{"query": "What's the weather in TOKYO", "calls": []}],
+     "held.jsonl:1 [query]: the same query is in the training data:"),
+    ([{"query": "Weather?", "calls": [{"name": "get_weather", "arguments": {}}]}],
+     "held.jsonl:1 [calls[0].arguments]: 'location' is a required property"),
+])
+def test_a_bad_test_file_exits_2_naming_the_place_and_writes_nothing(workdir, rows, expected):
+    held_out_workdir(workdir, rows)
+    result = run_file(workdir)
+    assert result.exit_code == 2 and expected in result.output
+    assert outputs(workdir) == []
+
+
+def test_an_unknown_test_file_name_is_an_error(workdir):
+    held_out_workdir(workdir, HELD)
+    result = run_file(workdir, name="other")
+    assert result.exit_code == 2 and "no test file named 'other' (evaluate.test_files: held)" in result.output

@@ -139,10 +139,18 @@ def save_base(model, tokenizer, out_dir, provenance: dict) -> None:
                                        "calltune_version": __version__})
 
 
-def resolve_base(spec: str, out_dir, dtype: str = "float32") -> dict:
-    """Resolve `spec` into `out_dir`; returns the provenance record written there."""
+def resolve_base(spec: str, out_dir, dtype: str = "float32", foundation: Path | None = None) -> dict:
+    """Resolve `spec` into `out_dir`; returns the provenance record written there. `foundation`,
+    a PEFT adapter directory (calltune.foundation.adapter), is merged in float32 before the cast
+    to `dtype`."""
     with tempfile.TemporaryDirectory(prefix="calltune-base-") as workdir:
-        model, tokenizer, provenance = load_base(spec, DTYPES[dtype], Path(workdir))
+        load_dtype = torch.float32 if foundation is not None else DTYPES[dtype]
+        model, tokenizer, provenance = load_base(spec, load_dtype, Path(workdir))
+        if foundation is not None:
+            from calltune.foundation.adapter import apply_foundation
+
+            model, provenance["foundation"] = apply_foundation(model, foundation, provenance.get("sha256"))
+            model.to(DTYPES[dtype])
         save_base(model, tokenizer, out_dir, {**provenance, "dtype": dtype})
     return json.loads((Path(out_dir) / SOURCE_FILE).read_text())
 

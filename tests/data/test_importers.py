@@ -164,6 +164,51 @@ def test_bfcl_missing_answer_and_multi_turn_are_errors_with_lines(tmp_path):
     assert (second.line, second.field) == (2, "question") and "multi-turn" in second.reason
 
 
+def test_bfcl_exec_answers_are_call_expressions_read_without_running_them(tmp_path):
+    spec = bfcl_files(tmp_path, [
+        {"id": "exec_simple_0", "question": [[{"role": "user", "content": "Hypot of 3 and 4 at (1, 2)"}]],
+         "function": [BFCL_FUNCTION]},
+    ], [{"id": "exec_simple_0", "ground_truth": ["math.hypot(x=3.0, y=4, point=(1, 2))"]}])
+    (hypot,) = imported(spec)
+    assert hypot.calls == [{"name": "math_hypot", "arguments": {"x": 3.0, "y": 4, "point": [1, 2]}}]
+
+
+@pytest.mark.parametrize("answer, reason", [
+    ("math.hypot(3, 4)", "keyword arguments only"),
+    ("math.hypot(x=__import__('os').getcwd(), y=1)", "literal values"),
+    ("math.hypot(x=3, y=", "not a Python call expression"),
+    ("[1, 2]", "keyword arguments only"),
+])
+def test_bfcl_bad_call_expressions_are_errors_naming_the_line(tmp_path, answer, reason):
+    spec = bfcl_files(tmp_path, [
+        {"id": "exec_simple_0", "question": [[{"role": "user", "content": "Hypot"}]], "function": [BFCL_FUNCTION]},
+    ], [{"id": "exec_simple_0", "ground_truth": [answer]}])
+    with pytest.raises(InputError) as excinfo:
+        import_examples(spec)
+    (error,) = errors_of(excinfo)
+    assert (error.line, error.field) == (1, "ground_truth") and reason in error.reason
+
+
+def test_bfcl_none_means_left_out_and_nested_answers_are_chosen_per_key(tmp_path):
+    nested = {"name": "set_ac", "description": "AC.", "parameters": {"type": "dict", "properties": {
+        "body": {"type": "dict", "properties": {"mode": {"type": "string", "enum": ["COOL", "DRY"]},
+                                                "power": {"type": "boolean"}, "fan": {"type": "integer"}}},
+        "token": {"type": "string", "default": None}}, "required": ["body"]}}
+    spec = bfcl_files(tmp_path, [
+        {"id": "live_simple_0", "question": [[{"role": "user", "content": "AC to cool"}]], "function": [nested]},
+        {"id": "live_simple_1", "question": [[{"role": "user", "content": "AC to dry, fan 9000"}]], "function": [nested]},
+    ], [{"id": "live_simple_0", "ground_truth": [{"set_ac": {"body": [{"mode": ["COOL"], "power": ["", True],
+                                                                      "fan": [""]}], "token": [None]}}]},
+        {"id": "live_simple_1", "ground_truth": [{"set_ac": {"body": [{"mode": ["DRY"], "fan": ["dontcare"]}]}}]}])
+    examples, skipped = import_examples({**spec, "skip_invalid": True})
+    assert [ex.calls for ex in examples] == [[{"name": "set_ac", "arguments": {"body": {"mode": "COOL", "power": True}}}]]
+    assert skipped == 1  # "dontcare" is not an integer: public-data noise, counted, not imported
+    with pytest.raises(InputError) as excinfo:
+        import_examples(spec)
+    (error,) = errors_of(excinfo)
+    assert error.line == 2 and error.field.endswith("body.fan")
+
+
 # --- ShareGPT / Hermes --------------------------------------------------------------------------
 
 HERMES_SYSTEM = ("You are a function calling AI model. <tools> [{'type': 'function', 'function': {'name': "

@@ -2,14 +2,17 @@
 
 question: [[{"role", "content"}, ...]] (one turn; multi-turn entries need a live environment and
 are rejected); function: BFCL declarations ("dict"/"float"/"tuple"/"any" types become JSON Schema
-"object"/"number"/"array"/unconstrained). ground_truth: [{name: {param: [acceptable values]}}]:
-the first acceptable value is the target, and a parameter whose only acceptable value is ""
-(meaning "may be left out") is left out. Names like "math.factorial" become "math_factorial".
+"object"/"number"/"array"/unconstrained). ground_truth: [{name: {param: [acceptable values]}}],
+or, in the exec_* categories, Python call expressions ["f(a=1, b=[2])"] read with `ast` (no code
+runs). The first acceptable value other than "" and None is the training target; a parameter with
+no other value ("" = may be left out, None = the Python default) is left out; nested dict answers
+are chosen the same way, key by key. Names like "math.factorial" become "math_factorial".
 Entries of the irrelevance categories have no answers: their target is no call.
 """
 
 from __future__ import annotations
 
+import ast
 import re
 
 from calltune.data.examples import Example
@@ -28,8 +31,8 @@ ANSWER_SCHEMA = {
     "type": "object",
     "required": ["id", "ground_truth"],
     "properties": {"id": {"type": "string"},
-                   "ground_truth": {"type": "array", "items": {"type": "object", "minProperties": 1,
-                                                               "maxProperties": 1}}},
+                   "ground_truth": {"type": "array", "items": {"oneOf": [
+                       {"type": "object", "minProperties": 1, "maxProperties": 1}, {"type": "string"}]}}},
 }
 MESSAGE_SCHEMA = {
     "type": "array", "minItems": 1,
@@ -107,15 +110,87 @@ def _calls(raw, path, line) -> list[dict]:
                          path=path, line=line, field="id")
     calls = []
     for entry in truth:
+        if isinstance(entry, str):
+            entry = call_expression(entry, path, line)
         (name, params), = entry.items()
         if not isinstance(params, dict):
             raise InputError("ground truth arguments must be an object", path=path, line=line, field="ground_truth")
-        calls.append({"name": safe_name(name), "arguments": {
-            param: chosen for param, values in params.items() if (chosen := _first_acceptable(values)) != ""}})
+        calls.append({"name": safe_name(name), "arguments": _chosen_arguments(params)})
     return calls
+
+
+def _chosen_arguments(params: dict) -> dict:
+    """{param: [acceptable values]} -> {param: the training target}. A parameter whose acceptable
+    values are only "" or None (BFCL: "may be left out", "the Python default None") is left out.
+    A dict value holds acceptable-value lists again, one level down (BFCL's nested answers)."""
+    return {param: _nested(chosen) for param, values in params.items()
+            if (chosen := _first_acceptable(values)) is not _OMITTED}
+
+
+def _nested(value):
+    if isinstance(value, dict) and all(isinstance(v, list) for v in value.values()):
+        return _chosen_arguments(value)
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        return [_nested(v) for v in value]
+    return value
+
+
+def call_expression(text: str, path, line) -> dict:
+    """An exec-category answer such as "f(n=20, p=0.6)" as {name: {param: [value]}}. The text is
+    parsed, never run: arguments must be literals, given by keyword."""
+    def bad(reason):
+        return InputError(f"{reason}: {text[:80]!r}", path=path, line=line, field="ground_truth")
+    try:
+        node = ast.parse(text.strip(), mode="eval").body
+    except SyntaxError:
+        raise bad("not a Python call expression") from None
+    if not isinstance(node, ast.Call) or node.args or any(kw.arg is None for kw in node.keywords):
+        raise bad("expected a call with keyword arguments only")
+    try:
+        args = {kw.arg: [_as_json(ast.literal_eval(kw.value))] for kw in node.keywords}
+    except (ValueError, SyntaxError, TypeError, RecursionError):
+        raise bad("arguments must be literal values") from None
+    return {ast.unparse(node.func): args}
+
+
+def _as_json(value):
+    """Python literals as JSON values: tuples become lists (sets are not JSON)."""
+    if isinstance(value, (tuple, list)):
+        return [_as_json(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _as_json(v) for k, v in value.items()}
+    if isinstance(value, (set, frozenset, bytes, complex)):
+        raise TypeError(type(value).__name__)
+    return value
+
+
+_OMITTED = object()
 
 
 def _first_acceptable(values):
     if not isinstance(values, list):
         return values
-    return next((v for v in values if v != ""), "")
+    return next((v for v in values if v != "" and v is not None), _OMITTED)
+
+
+def accepted_arguments(params: dict) -> dict:
+    """{param: [acceptable values]} -> {param: every concrete value BFCL's checker accepts}, the
+    `accept` form of calltune.evaluate.metrics.judge. "" (may be left out) stays in the list; a
+    nested dict answer ({key: [acceptable values]}, alone or in a list) becomes each dict it
+    accepts, with a key whose value is "" left out of it."""
+    return {param: [v for value in (values if isinstance(values, list) else [values]) for v in _concrete(value)]
+            for param, values in params.items()}
+
+
+def _concrete(value) -> list:
+    if isinstance(value, dict) and value and all(isinstance(v, list) for v in value.values()):
+        combos = [{}]
+        for key, options in value.items():
+            combos = [{**c, **({} if isinstance(o, str) and o == "" else {key: o})} for c in combos for o in options]
+        return combos
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        combos = [[]]
+        for item in value:
+            combos = [c + [o] for c in combos for o in _concrete(item)]
+        return combos
+    return [value]

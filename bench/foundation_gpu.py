@@ -1,0 +1,157 @@
+"""Train the tool-calling foundation on a bare GPU machine (no calltune install, no DVC, no dvclive):
+the same library calls as foundation/dvc.yaml's stages, driven from one script.
+
+    python bench/foundation_gpu.py base --gguf gemma.gguf             # foundation/models/base
+    python bench/foundation_gpu.py corpus                              # foundation/data/{train,valid}.jsonl
+    python bench/foundation_gpu.py sweep --config r64-lr5e-4:rank=64,lr=5e-4 --config ...
+    python bench/foundation_gpu.py final                               # best sweep run -> foundation/adapter,
+                                                                       #   fused model, BFCL scores
+
+`sweep` trains each config with calltune's trainer (params from foundation/params.yaml, the
+config's keys overriding train.*) and ranks them by their best loss on the corpus's valid slice,
+never on held-out BFCL data. `final` takes the best run's adapter as the foundation.
+On a machine with calltune installed, `cd foundation && dvc repro` runs the same steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from calltune.io import read_json, write_json, write_jsonl  # noqa: E402
+from calltune.params import load_params  # noqa: E402
+
+WORK = ROOT / "foundation"
+
+
+def base(args, params):
+    from calltune.base_model import resolve_base
+
+    started = time.perf_counter()
+    record = resolve_base(args.gguf, WORK / "models/base", dtype=params["model"]["dtype"])
+    print(f"base: {record['sha256'][:16]} in {time.perf_counter() - started:.0f}s", flush=True)
+
+
+def corpus(args, params):
+    from calltune.foundation.corpus import build_corpus
+
+    built = build_corpus(params["corpus"], params["base"]["seed"])
+    write_jsonl(WORK / "data/train.jsonl", built.train)
+    write_jsonl(WORK / "data/valid.jsonl", built.valid)
+    write_json(WORK / "metrics/corpus.json", built.report)
+    print(f"corpus: {len(built.train)} train, {len(built.valid)} valid, kinds {built.report['kinds']}", flush=True)
+
+
+def parse_config(text: str) -> tuple[str, dict]:
+    """'name:rank=64,lr=5e-4,epochs=2' -> (name, overrides of train.*; rank/alpha go to train.lora)."""
+    name, _, body = text.partition(":")
+    pairs = (item.partition("=") for item in body.split(",") if item)
+    return name, {key: _value(value) for key, _, value in pairs}
+
+
+def _value(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return yaml.safe_load(text)
+
+
+def with_overrides(params: dict, overrides: dict) -> dict:
+    params = copy.deepcopy(params)
+    for key, value in overrides.items():
+        if key in ("rank", "alpha", "dropout"):
+            params["train"]["lora"][key] = value
+        else:
+            params["train"][key] = value
+    return params
+
+
+def sweep(args, params):
+    """Train each config; with several configs, in parallel processes on the one GPU (a 270M model
+    leaves most of an H200 idle, so three runs side by side cost little more than one)."""
+    if len(args.config) > 1:
+        procs = [subprocess.Popen([sys.executable, __file__, "sweep", "--params", args.params, "--config", text,
+                                   "--work", str(WORK)],
+                                  stdout=open(WORK / f"runs/{parse_config(text)[0]}.log", "w"),
+                                  stderr=subprocess.STDOUT) for text in args.config if _mkdir(WORK / "runs")]
+        codes = [p.wait() for p in procs]
+        for text, code in zip(args.config, codes):
+            print(f"sweep {parse_config(text)[0]}: exit {code}", flush=True)
+        return
+    from calltune.train.run import TrainPaths, run_torch
+
+    name, overrides = parse_config(args.config[0])
+    run = WORK / "runs" / name
+    paths = TrainPaths(train=WORK / "data/train.jsonl", valid=WORK / "data/valid.jsonl", base=WORK / "models/base",
+                       out=run / "adapter", checkpoints=run / "checkpoints", live=run / "live")
+    summary = run_torch(with_overrides(params, overrides), paths, progress=False, log=False)
+    result = {"overrides": overrides, "best_valid_loss": summary["best_valid_loss"], "best_step": summary["best_step"],
+              "steps": summary["steps"], "tokens_per_s": summary["tokens_per_s"], "wall_s": summary["wall_s"],
+              "curve": [(r["step"], round(r["valid_loss"], 4)) for r in summary["history"] if "valid_loss" in r]}
+    write_json(run / "result.json", result)
+    print(f"sweep {name}: best valid loss {summary['best_valid_loss']:.4f} at step {summary['best_step']}"
+          f"/{summary['steps']}, {summary['tokens_per_s']:.0f} tok/s, {summary['wall_s']:.0f}s", flush=True)
+
+
+def _mkdir(path: Path) -> bool:
+    path.mkdir(parents=True, exist_ok=True)
+    return True
+
+
+def sweep_results() -> dict:
+    return {p.parent.name: read_json(p) for p in sorted((WORK / "runs").glob("*/result.json"))}
+
+
+def final(args, params):
+    from calltune.foundation.adapter import stamp
+    from calltune.fuse import fuse
+
+    results = sweep_results()
+    best = min(results, key=lambda n: results[n]["best_valid_loss"])
+    print(f"final: {best} (best valid loss {results[best]['best_valid_loss']:.4f})", flush=True)
+    adapter = WORK / "adapter"
+    shutil.rmtree(adapter, ignore_errors=True)
+    shutil.copytree(WORK / "runs" / best / "adapter", adapter)
+    stamp(WORK / "models/base", adapter)
+    write_json(adapter / "sweep.json", {"chosen": best, "by": "best loss on the corpus's valid slice",
+                                        "runs": results})
+    fuse(WORK / "models/base", adapter, WORK / "models/fused", dtype=params["fuse"]["dtype"])
+    bfcl = params["bfcl"]
+    cmd = [sys.executable, "-m", "calltune.evaluate.bfcl", str(WORK / "models/fused"),
+           "--out", str(WORK / "metrics/bfcl.json"), "--predictions", str(WORK / "predictions/bfcl.jsonl"),
+           "--max-new-tokens", str(bfcl["max_new_tokens"]), "--batch-size", str(bfcl["batch_size"]),
+           "--categories", ",".join(bfcl["categories"])]
+    if args.limit:
+        cmd += ["--limit", str(args.limit)]
+    subprocess.run(cmd, check=True, cwd=ROOT)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("step", choices=["base", "corpus", "sweep", "final"])
+    parser.add_argument("--params", default=str(WORK / "params.yaml"))
+    parser.add_argument("--gguf", help="the embedded Gemma 3 270M GGUF (base step)")
+    parser.add_argument("--config", action="append", default=[], help="sweep: name:key=value,... (repeatable)")
+    parser.add_argument("--limit", type=int, default=0, help="final: BFCL items per category (0 = all)")
+    parser.add_argument("--work", default=str(WORK), help="where models/, data/, runs/ go (default foundation/)")
+    args = parser.parse_args()
+    globals()["WORK"] = Path(args.work).resolve()
+    params = load_params(args.params)
+    {"base": base, "corpus": corpus, "sweep": sweep, "final": final}[args.step](args, params)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""The foundation's training corpus: BFCL's live and exec items plus calltune's everyday tool bank,
+each prompt padded with distractor tools, split into train and valid.
+
+1. BFCL training categories (bfcl_data.TRAIN_CATEGORIES) through calltune's importer; items that
+   share a function name or a question with the held-out categories are dropped and counted.
+2. The tool bank (foundation/toolbank: tools, templates and examples per everyday domain).
+3. Composed parallel rows: two single-call requests joined into one message with both calls.
+4. Distractors: every prompt declares its own tools plus 0..distractors_max others drawn from the
+   whole pool (bank + BFCL training tools), in a shuffled order, so the model learns to choose a
+   tool by its description, not by its position or by being the only one offered.
+5. Canonical records (the same `to_record` the generate stage uses), exact duplicates dropped, and
+   calltune's leak-free splitter (near-duplicates kept on one side) deals train and valid.
+Everything is a function of the params and the seed.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass, replace
+
+from calltune.data.examples import Example, to_record
+from calltune.data.split import split_dataset
+from calltune.data.text import normalise_text, query_key
+from calltune.errors import InputError
+from calltune.foundation import bfcl_data
+from calltune.foundation.toolbank import load_toolbank
+
+
+@dataclass
+class Corpus:
+    train: list[dict]
+    valid: list[dict]
+    report: dict
+
+
+def tool_name(tool: dict) -> str:
+    return tool["function"]["name"]
+
+
+def build_corpus(cfg: dict, seed: int) -> Corpus:
+    """`cfg` is the `corpus` block of foundation/params.yaml."""
+    rng = random.Random(seed)
+    guard = bfcl_data.held_out()
+    sources: list[tuple[str, Example]] = []
+    report: dict = {"bfcl": {}, "leaks_dropped": Counter(), "skipped_invalid": 0}
+    for category in cfg["bfcl_categories"]:
+        if category in bfcl_data.HELD_OUT_CATEGORIES:
+            raise InputError(f"{category!r} is held out for evaluating the foundation, never trained on",
+                             field="corpus.bfcl_categories")
+        examples, skipped = bfcl_data.import_category(category)
+        report["skipped_invalid"] += skipped
+        kept = []
+        for example in examples:
+            if why := guard.leaks(example):
+                report["leaks_dropped"][why] += 1
+            else:
+                kept.append(example)
+        report["bfcl"][category] = len(kept)
+        sources += [(f"bfcl:{category}", ex) for ex in kept]
+    if cfg["toolbank"]:
+        bank = load_toolbank(seed=seed)
+        leaked = [ex for ex in bank if guard.leaks(ex)]
+        if leaked:  # the bank is ours: a clash with a held-out name is a bug to fix in the bank
+            raise InputError("the tool bank shares a function name or question with held-out BFCL data",
+                             path=leaked[0].path, line=leaked[0].line)
+        sources += [("toolbank", ex) for ex in bank]
+    composed = compose_parallel([ex for _, ex in sources], cfg["compose_parallel"], rng)
+    report["composed_parallel"] = len(composed)
+    sources += [("composed", ex) for ex in composed]
+    pool = distractor_pool(ex for _, ex in sources)
+    records, seen, kinds = [], set(), Counter()
+    for kind, example in sources:
+        record = to_record(with_distractors(example, pool, cfg, rng), "", cfg["no_call_answer"])
+        key = query_key(record["messages"]) + "\x00" + ",".join(sorted(map(tool_name, example.tools)))
+        if key in seen:
+            kinds["duplicate"] += 1
+            continue
+        seen.add(key)
+        record["id"] = f"fd-{len(records) + 1:06d}"
+        records.append(record)
+        kinds[kind.split(":")[0]] += 1
+    result = split_dataset(records, {"train": 1 - cfg["valid"], "valid": cfg["valid"], "test": 0.0},
+                           cfg["near_duplicate"], seed)
+    report.update(summarise(records, result.splits["train"], result.splits["valid"]))
+    report["kinds"] = dict(kinds)
+    report["leaks_dropped"] = dict(report["leaks_dropped"])
+    report["distractor_pool"] = len(pool)
+    report["split"] = result.report
+    return Corpus(result.splits["train"], result.splits["valid"], report)
+
+
+_JOINS = ("{a} Also, {b}", "{a} And {b}", "{a}; {b}", "{a} Then {b}", "{a}\n{b}", "{a} Plus: {b}")
+
+
+def compose_parallel(examples: list[Example], n: int, rng: random.Random) -> list[Example]:
+    """`n` parallel-call rows made by joining two single-call requests into one message: half from
+    two requests for the same tool (parallel), half from two different tools (parallel multiple).
+    The prompt declares the union of both requests' tools; requests with history or a system text,
+    or whose tool lists disagree on a shared name, are not joined."""
+    singles = [ex for ex in examples if len(ex.calls) == 1 and not ex.history and not ex.system
+               and ex.tool_results is None and len(ex.query) < 400]
+    by_tool: dict[str, list[Example]] = {}
+    for ex in singles:
+        by_tool.setdefault(ex.calls[0]["name"], []).append(ex)
+    repeatable = sorted(name for name, exs in by_tool.items() if len(exs) > 1)
+    out, tries = [], 0
+    while len(out) < n and singles and tries < 20 * n:
+        tries += 1
+        if len(out) % 2 == 0 and repeatable:
+            a, b = rng.sample(by_tool[rng.choice(repeatable)], 2)
+        else:
+            a, b = rng.sample(singles, 2)
+        tools = {tool_name(t): t for t in a.tools}
+        if any(tools.get(tool_name(t), t) != t for t in b.tools) or a.query.strip() == b.query.strip():
+            continue
+        tools.update({tool_name(t): t for t in b.tools})
+        second = b.query.strip()
+        query = rng.choice(_JOINS).format(a=a.query.strip(), b=second[:1].lower() + second[1:])
+        out.append(replace(a, query=query, calls=a.calls + b.calls, tools=list(tools.values()), line=None,
+                           path=f"{a.source}+{b.source}", answer=None))
+    return out
+
+
+def distractor_pool(examples) -> list[dict]:
+    """Every distinct tool (first declaration of each name wins), in a stable order."""
+    pool: dict[str, dict] = {}
+    for example in examples:
+        for tool in example.tools:
+            pool.setdefault(tool_name(tool), tool)
+    return [pool[name] for name in sorted(pool)]
+
+
+# Words too common in tool names to say two tools do the same thing.
+_GENERIC = {"get", "set", "add", "create", "update", "delete", "remove", "list", "find", "search", "check",
+            "send", "make", "start", "stop", "info", "details", "data", "by", "for", "the", "to", "of", "and", "new"}
+
+
+def name_words(name: str) -> set[str]:
+    return {w for w in name.lower().split("_") if len(w) > 2} - _GENERIC
+
+
+def with_distractors(example: Example, pool: list[dict], cfg: dict, rng: random.Random) -> Example:
+    """The example offered its own tools plus k random others (k uniform in 0..distractors_max,
+    fewer when that would exceed max_tools), all in a shuffled order.
+
+    No-call rows get distractors too, so that how many tools a prompt declares says nothing about
+    whether to call one (a first GPU run, where only call rows had them, learnt "one BFCL-style
+    tool: decline" and declined every held-out request). Label noise is kept out on both sides: a
+    distractor whose name shares a content word with one of the example's tools ("weather",
+    "alarm") might do the same job, and for a no-call row one whose name shares a word with the
+    request might serve it after all; neither is drawn."""
+    own = {tool_name(t) for t in example.tools}
+    banned = set().union(*(name_words(n) for n in own))
+    if not example.calls:
+        banned |= {w for w in normalise_text(example.query).split() if len(w) > 2}
+    room = max(0, cfg["max_tools"] - len(own))
+    k = min(rng.randint(0, cfg["distractors_max"]), room)
+    extra, tries = [], 0
+    while len(extra) < k and pool and tries < 20 * cfg["distractors_max"]:
+        tries += 1
+        tool = pool[rng.randrange(len(pool))]
+        if tool_name(tool) not in own and not name_words(tool_name(tool)) & banned:
+            own.add(tool_name(tool))
+            extra.append(tool)
+    tools = list(example.tools) + extra
+    rng.shuffle(tools)
+    return replace(example, tools=tools)
+
+
+def summarise(records: list[dict], train: list[dict], valid: list[dict]) -> dict:
+    def calls(rows):
+        n = Counter(len(r["meta"]["calls"]) for r in rows)
+        return {"no_call": n[0], "one_call": n[1], "parallel": sum(v for k, v in n.items() if k > 1)}
+
+    tools_per_prompt = [len(r["tools"]) for r in records]
+    return {
+        "n_records": len(records), "n_train": len(train), "n_valid": len(valid),
+        "train_calls": calls(train), "valid_calls": calls(valid),
+        "distinct_tools_called": len({name for r in records for name in r["meta"]["calls"]}),
+        "tools_per_prompt_mean": round(sum(tools_per_prompt) / max(1, len(records)), 2),
+        "tools_per_prompt_max": max(tools_per_prompt, default=0),
+    }

@@ -1,0 +1,120 @@
+"""The foundation corpus: no held-out BFCL leak (asserted over the real data), distractors, composed
+parallel rows, determinism."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from calltune.data.examples import Example
+from calltune.data.importers.bfcl import safe_name
+from calltune.data.text import normalise_text
+from calltune.errors import InputError
+from calltune.foundation import bfcl_data
+from calltune.foundation.corpus import build_corpus, compose_parallel, tool_name, with_distractors
+from calltune.params import load_params
+
+ROOT = Path(__file__).resolve().parents[2]
+CFG = load_params(ROOT / "foundation" / "params.yaml")["corpus"]
+
+
+def tool(name: str, description: str = "A tool.") -> dict:
+    return {"type": "function", "function": {"name": name, "description": description,
+                                             "parameters": {"type": "object", "properties": {}}}}
+
+
+def example(query: str, calls: list[str], tools: list[str]) -> Example:
+    return Example(query=query, calls=[{"name": c, "arguments": {}} for c in calls], tools=[tool(t) for t in tools],
+                   path="x.jsonl", line=1)
+
+
+@pytest.fixture(scope="module")
+def real_corpus():
+    return build_corpus({**CFG, "compose_parallel": 300}, seed=1234)
+
+
+def test_no_held_out_function_or_question_reaches_training(real_corpus):
+    held_names, held_questions = set(), set()
+    for category in bfcl_data.HELD_OUT_CATEGORIES:
+        examples, _ = bfcl_data.import_category(category)
+        held_questions |= {normalise_text(ex.query) for ex in examples}
+        held_names |= {tool_name(t) for ex in examples for t in ex.tools}
+    assert len(held_names) > 900 and len(held_questions) > 1000  # the guard really read the held-out data
+    guard = bfcl_data.held_out()
+    assert held_names <= guard.names and held_questions <= guard.questions
+    rows = real_corpus.train + real_corpus.valid
+    declared = {t["function"]["name"] for r in rows for t in r["tools"]}
+    asked = {normalise_text(m["content"]) for r in rows for m in r["messages"] if m["role"] == "user"}
+    assert not declared & (held_names | {safe_name(n) for n in held_names})
+    assert not asked & held_questions
+    assert real_corpus.report["leaks_dropped"]["function"] > 100  # live and non-live do share names
+
+
+def test_corpus_mixes_sources_and_call_shapes(real_corpus):
+    report = real_corpus.report
+    assert report["kinds"]["bfcl"] > 1500 and report["kinds"]["toolbank"] > 1000 and report["kinds"]["composed"] > 250
+    assert report["train_calls"]["no_call"] > 500 and report["train_calls"]["parallel"] > 250
+    assert report["n_valid"] > 0 and report["split"]["overlap"] == 0
+    assert set(report["bfcl"]) == set(CFG["bfcl_categories"])
+
+
+def test_held_out_category_is_refused():
+    with pytest.raises(InputError) as excinfo:
+        build_corpus({**CFG, "bfcl_categories": ["live_simple", "parallel"], "toolbank": False}, seed=1)
+    assert excinfo.value.field == "corpus.bfcl_categories" and "'parallel'" in excinfo.value.reason
+
+
+def test_same_seed_same_corpus_other_seed_other_distractors():
+    cfg = {**CFG, "bfcl_categories": ["live_simple"], "toolbank": False, "compose_parallel": 20}
+    a, b, c = build_corpus(cfg, 7), build_corpus(cfg, 7), build_corpus(cfg, 8)
+    assert a.train == b.train and a.valid == b.valid
+    assert a.train != c.train
+
+
+POOL = [tool(n) for n in ("get_weather_forecast", "play_song", "send_sms", "book_taxi", "set_alarm", "convert_units",
+                          "find_recipe", "turn_on_lights", "track_package", "read_news", "log_workout", "pay_bill")]
+
+
+def test_distractors_keep_own_tools_add_unrelated_ones_and_shuffle():
+    ex = example("Weather in Oslo", ["get_weather"], ["get_weather", "get_time"])
+    cfg = {"distractors_max": 8, "max_tools": 16}
+    counts = set()
+    for seed in range(30):
+        got = with_distractors(ex, POOL, cfg, random.Random(seed))
+        names = [tool_name(t) for t in got.tools]
+        assert {"get_weather", "get_time"} <= set(names) and len(names) == len(set(names))
+        assert "get_weather_forecast" not in names  # shares "weather" with an own tool: might do the same job
+        assert got.calls == ex.calls
+        counts.add(len(names) - 2)
+    assert min(counts) == 0 and max(counts) >= 6
+
+
+def test_no_call_rows_get_distractors_that_cannot_serve_them_and_max_tools_caps():
+    no_call = example("Where can I track my package from the post office?", [], ["get_weather"])
+    sizes = set()
+    for seed in range(30):
+        got = with_distractors(no_call, POOL, {"distractors_max": 8, "max_tools": 16}, random.Random(seed))
+        names = {tool_name(t) for t in got.tools}
+        assert "get_weather" in names and "track_package" not in names  # "package" is in the request
+        sizes.add(len(names))
+    assert max(sizes) >= 6  # the tool count must not tell a no-call row apart
+    busy = example("Play jazz", ["play_music"], ["play_music", "pause", "skip"])
+    for seed in range(20):
+        assert len(with_distractors(busy, POOL, {"distractors_max": 8, "max_tools": 4}, random.Random(seed)).tools) <= 4
+
+
+def test_composed_rows_join_two_requests_with_both_calls():
+    singles = [example(f"Weather in city {i}", ["get_weather"], ["get_weather"]) for i in range(5)]
+    singles += [example(f"Play song {i}", ["play_song"], ["play_song", "pause"]) for i in range(5)]
+    singles += [example("Hi", [], ["get_weather"])]  # no call: never joined
+    composed = compose_parallel(singles, 10, random.Random(0))
+    assert len(composed) == 10
+    for row in composed:
+        assert len(row.calls) == 2
+        names = {tool_name(t) for t in row.tools}
+        assert {c["name"] for c in row.calls} <= names
+        assert row.query.count("city") + row.query.count("song") == 2
+    assert any(row.calls[0]["name"] == row.calls[1]["name"] for row in composed)
+    assert any(row.calls[0]["name"] != row.calls[1]["name"] for row in composed)

@@ -116,7 +116,7 @@ def sweep_results() -> dict:
 
 
 def final(args, params):
-    from calltune.foundation.adapter import stamp
+    from calltune.foundation.adapter import shrink_to_bf16, stamp
     from calltune.fuse import fuse
 
     results = sweep_results()
@@ -125,6 +125,7 @@ def final(args, params):
     adapter = WORK / "adapter"
     shutil.rmtree(adapter, ignore_errors=True)
     shutil.copytree(WORK / "runs" / best / "adapter", adapter)
+    shrink_to_bf16(adapter / "adapter_model.safetensors")
     stamp(WORK / "models/base", adapter)
     write_json(adapter / "sweep.json", {"chosen": best, "by": "best loss on the corpus's valid slice",
                                         "runs": results})

@@ -54,6 +54,16 @@ def stamp(base_dir: Path, adapter_dir: Path) -> dict:
     return record
 
 
+def shrink_to_bf16(weights: Path) -> None:
+    """Store an adapter's tensors in bf16: half the size (r64 on every linear layer of the 270M:
+    61 -> 30 MB, under the 40 MB the repository allows); the merge runs in float32 all the same."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(weights)
+    save_file({name: t.to(torch.bfloat16) for name, t in tensors.items()}, weights, metadata={"format": "pt"})
+
+
 if __name__ == "__main__":  # python -m calltune.foundation.adapter BASE_DIR ADAPTER_DIR (foundation/dvc.yaml)
     import sys
 

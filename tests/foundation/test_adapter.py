@@ -12,7 +12,7 @@ import torch
 
 from calltune.base_model import SOURCE_FILE, resolve_base
 from calltune.errors import InputError
-from calltune.foundation.adapter import ADAPTER_DIR, BASE_FILE, foundation_dir, stamp
+from calltune.foundation.adapter import ADAPTER_DIR, BASE_FILE, foundation_dir, shrink_to_bf16, stamp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "export"))
 from adapter_helpers import model_logits, peft_adapter, peft_logits  # noqa: E402
 
@@ -92,3 +92,16 @@ def test_missing_adapter_and_unknown_foundation_are_clear_errors(tiny_gemma_dir,
         foundation_dir("functiongemma")
     assert excinfo.value.field == "model.foundation"
     assert foundation_dir("calltune") == ADAPTER_DIR
+
+
+def test_a_bf16_shipped_adapter_merges_to_nearly_the_same_model(tiny_gemma_dir, adapter, tmp_path, ids):
+    small = tmp_path / "bf16"
+    small.mkdir()
+    for f in adapter.iterdir():
+        (small / f.name).write_bytes(f.read_bytes())
+    shrink_to_bf16(small / "adapter_model.safetensors")
+    assert (small / "adapter_model.safetensors").stat().st_size < 0.6 * (adapter / "adapter_model.safetensors").stat().st_size
+    resolve_base(str(tiny_gemma_dir), tmp_path / "base", foundation=small)
+    merged, expected = model_logits(tmp_path / "base", ids), peft_logits(tiny_gemma_dir, adapter, ids)
+    # bf16 keeps ~3 significant digits of each adapter weight: a relative bound, not the fp32 one.
+    assert (merged - expected).norm() / expected.norm() < 1e-2

@@ -1,9 +1,11 @@
-"""File helpers: atomic writes (temp path, then rename) and line-numbered JSONL reading."""
+"""File helpers: atomic writes (temp path, then rename), UTF-8 reading that names the bad line, and
+line-numbered JSONL reading."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -55,12 +57,30 @@ def write_jsonl(path, rows: Iterable[dict]) -> int:
     return n
 
 
-def read_json(path):
+def decode_utf8(data: bytes, path) -> str:
+    """`data` as text; bytes that are not UTF-8 are an InputError naming the file and the line they sit on."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1  # the line holding the first bad byte
+        column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise InputError(f"not UTF-8 text: byte 0x{data[e.start]:02x} at column {column} ({e.reason}); "
+                         "save the file as UTF-8", path=path, line=line) from None
+
+
+def read_text(path) -> str:
+    """The UTF-8 text of a user file, or an InputError naming it (missing, or the line with bad bytes)."""
     path = Path(path)
     if not path.is_file():
         raise InputError("file not found", path=path)
+    return decode_utf8(path.read_bytes(), path)
+
+
+def read_json(path):
+    path = Path(path)
+    text = read_text(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(text)
     except json.JSONDecodeError as e:
         raise InputError(f"invalid JSON: {e.msg} (column {e.colno})", path=path, line=e.lineno) from None
 
@@ -68,16 +88,14 @@ def read_json(path):
 def read_jsonl(path) -> Iterator[tuple[int, object]]:
     """Yield (line_number, object) for each non-blank line; malformed JSON names its line."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError("file not found", path=path)
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield lineno, json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"invalid JSON: {e.msg} (column {e.colno})", path=path, line=lineno) from None
+    # io.StringIO splits lines as a text-mode file does (\n, \r\n, \r), not at U+2028 inside a string.
+    for lineno, line in enumerate(io.StringIO(read_text(path), newline=None), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield lineno, json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(f"invalid JSON: {e.msg} (column {e.colno})", path=path, line=lineno) from None
 
 
 def sha256_file(path, chunk: int = 1 << 20) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 from jsonschema import Draft202012Validator
 
 from calltune.errors import InputError, InputErrors
-from calltune.io import parse_yaml
+from calltune.io import parse_yaml, read_text
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 
@@ -50,7 +50,7 @@ def load_params(path="params.yaml") -> dict:
     path = Path(path)
     if not path.is_file():
         raise InputError("params file not found", path=path)
-    params = parse_yaml(path.read_text(encoding="utf-8"), path) or {}
+    params = parse_yaml(read_text(path), path) or {}
     if not isinstance(params, dict):
         raise InputError("top level must be a mapping of blocks", path=path)
     return validate_params(params, path)

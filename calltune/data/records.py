@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from calltune.errors import InputError, InputErrors
+from calltune.io import read_text
 
 _BETWEEN_ITEMS = re.compile(r"[\s,]*")
 
@@ -23,11 +24,8 @@ def read_records(path, array_only: bool = False) -> list[tuple[int, object]]:
 
 
 def read_input(path) -> str:
-    """The text of a user input file, or an InputError naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("file not found", path=path)
-    return path.read_text(encoding="utf-8")
+    """The text of a user input file, or an InputError naming it (missing, or the line of a byte that is not UTF-8)."""
+    return read_text(path)
 
 
 def _jsonl_records(text: str, path: Path) -> list[tuple[int, object]]:

@@ -9,10 +9,9 @@ measure memory, not skill, so it is an error naming both places.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from calltune.data.dataset import load_dataset
 from calltune.data.examples import load_examples, to_record
+from calltune.data.records import read_input
 from calltune.data.text import query_key
 from calltune.data.validate import raise_if_any
 from calltune.errors import InputError
@@ -49,7 +48,7 @@ def load_test_file(path, name: str, tools: list[dict], training: list, no_call_a
 def _lines(path) -> list[tuple[int, dict]]:
     """(line, record) of a canonical dataset file (records are validated by load_dataset)."""
     records = load_dataset(path)
-    lines = [i for i, text in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1)
+    lines = [i for i, text in enumerate(read_input(path).splitlines(), start=1)
              if text.strip()]
     return list(zip(lines, records))
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import importlib.util
 import json
 import sys
 import time
@@ -32,9 +31,10 @@ from calltune.data.importers import bfcl as importer
 from calltune.errors import InputError
 from calltune.evaluate.metrics import DECIMALS, Judgement, judge
 from calltune.formats.messages import last_user_index
+from calltune.foundation.bfcl_data import HELD_OUT_CATEGORIES, category_files, data_dir  # noqa: F401 (data_dir: the package's data)
 from calltune.io import write_json, write_jsonl
 
-CATEGORIES = ("simple_python", "multiple", "parallel", "parallel_multiple", "irrelevance")  # held out
+CATEGORIES = HELD_OUT_CATEGORIES
 BATCH_SIZE = 32  # prompts per generate call; larger is faster on a GPU until memory runs out
 # Generated tokens per prompt. The target answers take 46 Gemma tokens on average in FunctionGemma
 # syntax; all but 3 parallel items (217-253 tokens) fit in 192.
@@ -64,23 +64,14 @@ class Item:
 
 # ---- data ----------------------------------------------------------------------------------------
 
-def data_dir() -> Path:
-    """bfcl_eval/data of the installed bfcl-eval package."""
-    spec = importlib.util.find_spec("bfcl_eval")
-    if spec is None or not spec.submodule_search_locations:
-        raise InputError("bfcl-eval is not installed: pip install --no-deps bfcl-eval==2026.3.23")
-    return Path(next(iter(spec.submodule_search_locations))) / "data"
-
-
-def load_category(category: str, data: Path | None = None) -> list[Item]:
-    """Every entry of one BFCL v4 category, in file order."""
+def load_category(category: str) -> list[Item]:
+    """Every entry of one held-out BFCL v4 category, in file order."""
     if category not in CATEGORIES:
         raise InputError(f"unknown BFCL category {category!r} (expected one of {', '.join(CATEGORIES)})",
                          field="categories")
-    data = Path(data) if data else data_dir()
-    spec = {"path": str(data / f"BFCL_v4_{category}.json")}
-    answers = data / "possible_answer" / f"BFCL_v4_{category}.json"
-    if answers.is_file():
+    questions, answers = category_files(category)
+    spec = {"path": str(questions)}
+    if answers is not None:
         spec["answers"] = str(answers)
     return [_item(raw, category, spec["path"], line) for line, raw in importer.read(spec)]
 
@@ -103,9 +94,9 @@ def _item(raw, category: str, path: str, line: int) -> Item:
                 names=names)
 
 
-def load_items(categories=CATEGORIES, limit: int | None = None, data: Path | None = None) -> list[Item]:
+def load_items(categories=CATEGORIES, limit: int | None = None) -> list[Item]:
     """The entries of `categories`, the first `limit` of each when given."""
-    return [item for category in categories for item in load_category(category, data)[:limit or None]]
+    return [item for category in categories for item in load_category(category)[:limit or None]]
 
 
 def bfcl_calls(calls: list[dict], names: dict[str, str]) -> list[dict]:

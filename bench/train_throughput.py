@@ -16,8 +16,9 @@ or `--model-dir DIR`'s config.json).
 Heterogeneous corpora (every row its own tool list, e.g. the foundation corpus): `--heterogeneous`
 makes the synthetic rows each carry a head of their own, or `--canonical FILE.jsonl --tokenizer DIR`
 reads canonical rows and tokenizes them as the train stage does. Then the rows are: the HF + PEFT
-baseline, calltune without packing (prompt-grouped batches: one example each here) and calltune
-packed (train.packing: true; `--pack-tokens`), all on the same rows in one process.
+baseline, calltune without packing (prompt-grouped batches: one example each here), calltune
+packed (train.packing: true; `--pack-tokens`) and calltune padded (train.packing: padded: the same
+cross-tool batches right-padded), all on the same rows in one process.
 
     python bench/train_throughput.py --device cpu --batch-size 4 --steps 3
     python bench/train_throughput.py --device cuda --batch-size 16 --steps 20
@@ -269,7 +270,8 @@ def run_calltune(args, examples, dtype, device, share_prefix: bool, compiled: bo
     per_batch = len(examples) / len(trainer.micro_batches(examples, 0))
     del model, trainer
     grouped = " (prompt-grouped, no packing)" if not packing and (args.heterogeneous or args.packing) else ""
-    name = ("calltune" + (" packed" if packing else grouped) + ("" if share_prefix or packing else " (no prefix sharing)")
+    kind = {True: " packed", "padded": " padded (cross-tool batches, right-padded)"}.get(packing, grouped)
+    name = ("calltune" + kind + ("" if share_prefix or packing else " (no prefix sharing)")
             + (" + compiled layers" if compiled else ""))
     return {"name": name, "tokens_per_s": speed, "tokens": tokens, "seconds": seconds, "warmup_s": warm,
             "peak_bytes": mem.peak, "examples_per_micro_batch": per_batch}
@@ -414,6 +416,7 @@ def main(argv=None) -> None:
         runs.insert(1, (run_calltune, (False,)))
     if packing:
         runs.append((run_calltune, (True, False, True)))
+        runs.append((run_calltune, (True, False, "padded")))
     if args.compile:
         runs.append((run_calltune, (True, True, packing)))
     repeats = [[row for fn, extra in runs if (row := guarded(fn, args, examples, dtype, device, *extra))]

@@ -4,7 +4,8 @@ each prompt padded with distractor tools, split into train and valid.
 1. BFCL training categories (bfcl_data.TRAIN_CATEGORIES) through calltune's importer; items that
    share a function name or a question with the held-out categories are dropped and counted.
 2. The tool bank (foundation/toolbank: tools, templates and examples per everyday domain).
-3. Composed parallel rows: two single-call requests joined into one message with both calls.
+3. Composed parallel rows: two single-call requests joined into one message with both calls, and
+   swapped no-call rows: a call row's request offered only tools that cannot serve it.
 4. Distractors: every prompt declares its own tools plus 0..distractors_max others drawn from the
    whole pool (bank + BFCL training tools), in a shuffled order, so the model learns to choose a
    tool by its description, not by its position or by being the only one offered.
@@ -69,7 +70,10 @@ def build_corpus(cfg: dict, seed: int) -> Corpus:
     report["composed_parallel"] = len(composed)
     sources += [("composed", ex) for ex in composed]
     pool = distractor_pool(ex for _, ex in sources)
-    records, seen, kinds = [], set(), Counter()
+    swapped = swap_no_call([ex for _, ex in sources], cfg.get("swap_no_call", 0), pool, rng)
+    report["swapped_no_call"] = len(swapped)
+    sources += [("swapped", ex) for ex in swapped]
+    records, swaps, seen, kinds = [], [], set(), Counter()
     for kind, example in sources:
         record = to_record(with_distractors(example, pool, cfg, rng), "", cfg["no_call_answer"])
         key = query_key(record["messages"]) + "\x00" + ",".join(sorted(map(tool_name, example.tools)))
@@ -77,11 +81,17 @@ def build_corpus(cfg: dict, seed: int) -> Corpus:
             kinds["duplicate"] += 1
             continue
         seen.add(key)
-        record["id"] = f"fd-{len(records) + 1:06d}"
-        records.append(record)
+        record["id"] = f"fd-{len(records) + len(swaps) + 1:06d}"
+        (swaps if kind == "swapped" else records).append(record)
         kinds[kind.split(":")[0]] += 1
     result = split_dataset(records, {"train": 1 - cfg["valid"], "valid": cfg["valid"], "test": 0.0},
                            cfg["near_duplicate"], seed)
+    # A swapped row asks its origin's question (the splitter would drop it as an exact duplicate): it
+    # joins the split that question went to, so no valid question is also trained on.
+    side = {query_key(r["messages"]): name for name in ("train", "valid") for r in result.splits[name]}
+    for record in swaps:
+        result.splits[side[query_key(record["messages"])]].append(record)
+    records += swaps
     report.update(summarise(records, result.splits["train"], result.splits["valid"]))
     report["kinds"] = dict(kinds)
     report["leaks_dropped"] = dict(report["leaks_dropped"])
@@ -122,6 +132,37 @@ def compose_parallel(examples: list[Example], n: int, rng: random.Random) -> lis
     return out
 
 
+# Name words of tools that could serve almost any request (a web search, a free-form answer), or that
+# serve a request under another word: never offered as the tool a swapped row must decline.
+_CATCH_ALL = {"search", "google", "web", "query", "ask", "answer", "say", "question", "chat", "llm", "request",
+              "requests", "http", "assistant", "help", "forecast", "weather", "temperature", "news", "lookup"}
+
+
+def swap_no_call(examples: list[Example], n: int, pool: list[dict], rng: random.Random) -> list[Example]:
+    """`n` no-call rows made from call rows by taking their tools away: the request is kept and 1..3
+    tools from the pool are offered that cannot serve it, so the right answer is to decline (how
+    BFCL's irrelevance items are built). A pool tool is not offered when a content word of its name
+    occurs in the request, in the names or descriptions of the tools the request was written for."""
+    singles = [ex for ex in examples if ex.calls and not ex.history and not ex.system and ex.tool_results is None]
+    out, tries = [], 0
+    while len(out) < n and singles and pool and tries < 20 * n:
+        tries += 1
+        ex = rng.choice(singles)
+        text = " ".join([ex.query] + [tool_name(t) + " " + t["function"].get("description", "") for t in ex.tools])
+        banned = {w for w in normalise_text(text.replace("_", " ")).split() if len(w) > 2}
+        own = {tool_name(t) for t in ex.tools}
+        offered: dict[str, dict] = {}
+        for _ in range(rng.randint(1, 3)):
+            tool = pool[rng.randrange(len(pool))]
+            words = name_words(tool_name(tool))
+            if tool_name(tool) not in own and not words & (banned | _CATCH_ALL):
+                offered[tool_name(tool)] = tool
+        if offered:
+            out.append(replace(ex, calls=[], tools=list(offered.values()), accept=None, answer=None, line=None,
+                               path=f"{ex.source}~swapped"))
+    return out
+
+
 def distractor_pool(examples) -> list[dict]:
     """Every distinct tool (first declaration of each name wins), in a stable order."""
     pool: dict[str, dict] = {}
@@ -141,21 +182,38 @@ def name_words(name: str) -> set[str]:
 
 
 def with_distractors(example: Example, pool: list[dict], cfg: dict, rng: random.Random) -> Example:
-    """The example offered its own tools plus k random others (k uniform in 0..distractors_max,
-    fewer when that would exceed max_tools), all in a shuffled order.
+    """The example offered the tools it calls, some of its other tools and k random others, all in a
+    shuffled order.
 
-    No-call rows get distractors too, so that how many tools a prompt declares says nothing about
-    whether to call one (a first GPU run, where only call rows had them, learnt "one BFCL-style
-    tool: decline" and declined every held-out request). Label noise is kept out on both sides: a
-    distractor whose name shares a content word with one of the example's tools ("weather",
-    "alarm") might do the same job, and for a no-call row one whose name shares a word with the
-    request might serve it after all; neither is drawn."""
-    own = {tool_name(t) for t in example.tools}
+    - Its own uncalled tools (the rest of a tool-bank domain, BFCL's alternatives) are hard negatives:
+      with `own_tools: subset` a random number of them (uniform in 0..all) is kept, with `all` every
+      one. A no-call row keeps at least one of its own tools.
+    - With probability `only_needed` nothing else is offered: the called tools alone (one of its
+      tools for a no-call row), as in most held-out-style prompts (one function, call it or not).
+    - Otherwise k distractors from the whole pool, k uniform in 0..distractors_max (fewer when that
+      would exceed max_tools).
+
+    Call and no-call rows are treated alike, so how many tools a prompt declares says nothing about
+    whether to call one (a first GPU run, where the tool bank always offered a whole domain and only
+    call rows had distractors, learnt "one BFCL-style tool: decline" and declined every held-out
+    request). Label noise is kept out on both sides: a distractor whose name shares a content word
+    with one of the example's tools ("weather", "alarm") might do the same job, and for a no-call row
+    one whose name shares a word with the request might serve it after all; neither is drawn."""
+    called = {call["name"] for call in example.calls}
+    needed = [t for t in example.tools if tool_name(t) in called]
+    others = [t for t in example.tools if tool_name(t) not in called]
+    if not needed and others:
+        needed = [others.pop(rng.randrange(len(others)))]
+    only = rng.random() < cfg.get("only_needed", 0.0)
+    if cfg.get("own_tools", "all") == "subset" or only:
+        others = [] if only else rng.sample(others, rng.randint(0, len(others)))
+    own = {tool_name(t) for t in example.tools}  # never offered as distractors, kept or not
     banned = set().union(*(name_words(n) for n in own))
     if not example.calls:
         banned |= {w for w in normalise_text(example.query).split() if len(w) > 2}
-    room = max(0, cfg["max_tools"] - len(own))
-    k = min(rng.randint(0, cfg["distractors_max"]), room)
+    offered = needed + others
+    room = max(0, cfg["max_tools"] - len(offered))
+    k = 0 if only else min(rng.randint(0, cfg["distractors_max"]), room)
     extra, tries = [], 0
     while len(extra) < k and pool and tries < 20 * cfg["distractors_max"]:
         tries += 1
@@ -163,7 +221,7 @@ def with_distractors(example: Example, pool: list[dict], cfg: dict, rng: random.
         if tool_name(tool) not in own and not name_words(tool_name(tool)) & banned:
             own.add(tool_name(tool))
             extra.append(tool)
-    tools = list(example.tools) + extra
+    tools = offered + extra
     rng.shuffle(tools)
     return replace(example, tools=tools)
 

@@ -13,7 +13,7 @@ from calltune.data.importers.bfcl import safe_name
 from calltune.data.text import normalise_text
 from calltune.errors import InputError
 from calltune.foundation import bfcl_data
-from calltune.foundation.corpus import build_corpus, compose_parallel, tool_name, with_distractors
+from calltune.foundation.corpus import build_corpus, compose_parallel, swap_no_call, tool_name, with_distractors
 from calltune.params import load_params
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,3 +118,43 @@ def test_composed_rows_join_two_requests_with_both_calls():
         assert row.query.count("city") + row.query.count("song") == 2
     assert any(row.calls[0]["name"] == row.calls[1]["name"] for row in composed)
     assert any(row.calls[0]["name"] != row.calls[1]["name"] for row in composed)
+
+
+def test_own_tools_subset_keeps_called_ones_and_only_needed_offers_nothing_else():
+    ex = example("Play jazz", ["play_music"], ["play_music", "pause", "skip", "shuffle", "volume"])
+    cfg = {"distractors_max": 0, "max_tools": 16, "own_tools": "subset", "only_needed": 0.0}
+    kept = set()
+    for seed in range(40):
+        names = [tool_name(t) for t in with_distractors(ex, POOL, cfg, random.Random(seed)).tools]
+        assert "play_music" in names
+        kept.add(len(names) - 1)
+    assert kept == {0, 1, 2, 3, 4}  # uniform in 0..all of the uncalled ones
+    only = {**cfg, "distractors_max": 8, "only_needed": 1.0}
+    for seed in range(10):
+        assert [tool_name(t) for t in with_distractors(ex, POOL, only, random.Random(seed)).tools] == ["play_music"]
+        no_call = with_distractors(example("Hi there", [], ["pause", "skip"]), POOL, only, random.Random(seed))
+        assert len(no_call.tools) == 1 and tool_name(no_call.tools[0]) in {"pause", "skip"}
+
+
+def test_tool_count_says_nothing_about_calling(real_corpus):
+    """The shortcut the first GPU run learnt: few tools meant "decline". In the real corpus the
+    no-call share among prompts with one or two tools stays close to the overall no-call share."""
+    rows = real_corpus.train
+    overall = sum(not r["meta"]["calls"] for r in rows) / len(rows)
+    few = [r for r in rows if len(r["tools"]) <= 2]
+    assert len(few) > 0.2 * len(rows)  # held-out prompts often declare one function: so must training
+    share = sum(not r["meta"]["calls"] for r in few) / len(few)
+    assert abs(share - overall) < 0.05, (share, overall)
+
+
+def test_swapped_no_call_rows_offer_only_tools_that_cannot_serve_the_request():
+    weather = Example(query="Will it rain in Oslo tomorrow?", calls=[{"name": "get_rain", "arguments": {}}],
+                      tools=[tool("get_rain", "Rain forecast for a city.")], path="x.jsonl", line=3)
+    rows = swap_no_call([weather, example("Hi", [], ["pay_bill"])], 25, POOL, random.Random(0))
+    assert len(rows) == 25
+    for row in rows:
+        names = {tool_name(t) for t in row.tools}
+        assert row.calls == [] and row.query == weather.query and 1 <= len(names) <= 3
+        assert "get_rain" not in names and "get_weather_forecast" not in names  # "forecast" is in its description
+        assert row.path == "x.jsonl:3~swapped"
+    assert swap_no_call([example("Hi", [], ["pay_bill"])], 5, POOL, random.Random(0)) == []  # only call rows swap

@@ -3,13 +3,20 @@
 Writes models/adapter/ (adapter_model.safetensors + adapter_config.json in PEFT form, or the whole
 model for method full, plus training_summary.json), checkpoints in models/checkpoints/ and
 dvclive logs (train/valid loss, lr, tokens/s per step).
+
+Data parallel: run it under `torchrun --standalone --nproc_per_node N stages/train.py ...`, or set
+train.distributed: N and it starts torchrun itself (so `dvc repro` needs no other cmd).
 """
 
+import subprocess
+import sys
 from pathlib import Path
 
 import click
 
 from calltune.cli import params_option, stage
+from calltune.train import distributed
+from calltune.train.device import resolve_backend
 from calltune.train.run import TrainPaths, run_training
 
 DEFAULTS = TrainPaths()
@@ -30,8 +37,16 @@ def _path(name: str, default: Path, **kw):
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar with ETA.")
 @stage
 def main(params, train, valid, base_model, out, checkpoints, live, progress):
+    tp = params["train"]
+    on_torch = resolve_backend(tp["backend"]) == "torch"  # the mlx backend refuses several processes
+    processes = distributed.must_launch(tp.get("distributed", "auto")) if on_torch else 0
+    if processes:  # train.distributed: N outside torchrun: run this same command under torchrun
+        command = distributed.launch_command(processes, str(Path(__file__).resolve()), sys.argv[1:])
+        sys.exit(subprocess.call(command, env=distributed.launch_env(processes)))
     paths = TrainPaths(train=train, valid=valid, base=base_model, out=out, checkpoints=checkpoints, live=live)
     summary = run_training(params, paths, progress=progress)
+    if summary.get("processes", 1) > 1 and not distributed.torchrun_env().is_main:
+        return  # the main process reports
     best = summary.get("best_valid_loss")
     click.echo(f"trained {summary['steps']} steps ({summary['backend']}, {summary['device']}, {summary['dtype']}, "
                f"{summary['method']}) in {summary['wall_s']:.0f}s: train loss {summary['first_train_loss']:.4f} -> "

@@ -7,6 +7,7 @@ Modules, one idea each (after mlx-lm's tuner/):
     schedule.py     warmup + cosine learning rate as a pure function of the step
     checkpoint.py   safetensors + JSON checkpoints for exact resume
     trainer.py      the loop: AdamW, accumulation, clipping, eval, early stopping, keep-best, dvclive
+    distributed.py  data parallel under torchrun: each process's share of a step, the all-reduce, ZeRO-1
     device.py       backend / device / dtype resolution, seeding
     mlx_backend.py  the same data, mask and schedule through mlx-lm's trainer; PEFT-form output
     run.py          the train stage end to end (stages/train.py is its CLI)

@@ -1,4 +1,8 @@
-"""The train stage end to end: data + base model + params -> models/adapter/ and dvclive logs."""
+"""The train stage end to end: data + base model + params -> models/adapter/ and dvclive logs.
+
+Under torchrun (distributed.py) every process loads the data and the model and trains its share of
+each step; only the main process (rank 0) clears and writes checkpoints, logs to dvclive and writes
+models/adapter/."""
 
 from __future__ import annotations
 
@@ -16,6 +20,10 @@ from calltune.errors import InputError
 from calltune.io import atomic_path, sha256_file, write_json
 
 SUMMARY_FILE = "training_summary.json"
+# train params that do not change the math (a checkpoint made with other values resumes): resume,
+# compile and max_minutes (a run stopped by its time budget resumes with a larger one), and how many
+# processes train and whether they shard the optimizer state (the plan does not depend on them).
+NOT_FINGERPRINTED = ("resume", "compile", "max_minutes", "distributed", "shard_optimizer")
 
 
 @dataclass(frozen=True)
@@ -33,17 +41,16 @@ def warn(message: str) -> None:
 
 
 def fingerprint(params: dict, paths: TrainPaths) -> str:
-    """What a checkpoint must match to be resumed: the train params (but resume, compile and
-    max_minutes, which do not change the math: a run stopped by its time budget resumes with a
-    larger one), seed, format and data."""
-    train = {k: v for k, v in params["train"].items() if k not in ("resume", "compile", "max_minutes")}
+    """What a checkpoint must match to be resumed: the train params (but NOT_FINGERPRINTED), seed,
+    format and data."""
+    train = {k: v for k, v in params["train"].items() if k not in NOT_FINGERPRINTED}
     blob = json.dumps([train, params["base"]["seed"], params["model"]["format"],
                        sha256_file(paths.train), sha256_file(paths.valid) if paths.valid.is_file() else None],
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def load_splits(paths: TrainPaths, fmt, tokenizer, max_seq_len: int) -> tuple[list, list, dict]:
+def load_splits(paths: TrainPaths, fmt, tokenizer, max_seq_len: int, quiet: bool = False) -> tuple[list, list, dict]:
     from calltune.train.datasets import load_examples
 
     train, train_cut = load_examples(paths.train, fmt, tokenizer, max_seq_len)
@@ -53,7 +60,7 @@ def load_splits(paths: TrainPaths, fmt, tokenizer, max_seq_len: int) -> tuple[li
                         if paths.valid.is_file() else ([], None))
     cuts = {"train": train_cut.as_dict(), "valid": valid_cut.as_dict() if valid_cut else None}
     for name, report in (("train", train_cut), ("valid", valid_cut)):
-        if report and (report.cut or report.dropped):
+        if report and (report.cut or report.dropped) and not quiet:
             warn(report.describe(name))
     return train, valid, cuts
 
@@ -77,23 +84,55 @@ def open_live(live_dir: Path, resume: bool):
             return Live(str(live_dir.resolve()), **options)
 
 
+def summarise_best(live, result: dict) -> None:
+    """Put the kept weights' valid loss and step in dvclive's metrics.json (beside the last step's
+    values), so `dvc exp show --sort-by best_valid_loss` and `dvc metrics diff` compare what each
+    experiment keeps."""
+    if live is not None and result.get("best_valid_loss") is not None:
+        live.summary["best_valid_loss"] = result["best_valid_loss"]
+        live.summary["best_step"] = result["best_step"]
+
+
 def run_training(params: dict, paths: TrainPaths = TrainPaths(), progress: bool = True) -> dict:
     """Train per params.train; write the adapter (or full model) and a summary. Returns the summary."""
+    from calltune.train import distributed
     from calltune.train.device import resolve_backend
 
     if resolve_backend(params["train"]["backend"]) == "mlx":
         from calltune.train.mlx_backend import run_mlx
 
+        setting = params["train"].get("distributed", "auto")
+        if (distributed.requested_processes(setting) or 1) > 1 or distributed.resolve(setting).enabled:
+            raise InputError("the mlx backend trains in one process; set train.backend: torch to use several",
+                             field="train.distributed")
         return run_mlx(params, paths, progress=progress)
     return run_torch(params, paths, progress=progress)
 
 
 def run_torch(params: dict, paths: TrainPaths, progress: bool = True, log: bool = True) -> dict:
-    """`log`: dvclive logging (False where dvclive is not installed, e.g. a bare GPU machine)."""
+    """`log`: dvclive logging (False where dvclive is not installed, e.g. a bare GPU machine).
+    Under torchrun: data parallel (distributed.py); the main process writes every output."""
+    from calltune.train import distributed
+
+    dist = distributed.resolve(params["train"].get("distributed", "auto"))
+    try:
+        return _run_torch(params, paths, dist, progress, log)
+    finally:
+        distributed.stop(dist)
+
+
+def warn_idle(dist, grad_accum: int) -> None:
+    if dist.enabled and dist.is_main and grad_accum % dist.world_size:
+        warn(f"train.grad_accum={grad_accum} is not a multiple of the {dist.world_size} processes: some "
+             "process idles part of every step (the result is the same; set grad_accum to a multiple)")
+
+
+def _run_torch(params: dict, paths: TrainPaths, dist, progress: bool, log: bool) -> dict:
     import torch
     from transformers import AutoTokenizer
 
     from calltune.formats import get_format
+    from calltune.train import distributed
     from calltune.train.device import resolve_device, resolve_dtype, seed_everything, use_compile
     from calltune.train.lora import load_base_model, make_trainable, save_trained
     from calltune.train.loss import compile_layers
@@ -101,33 +140,42 @@ def run_torch(params: dict, paths: TrainPaths, progress: bool = True, log: bool 
 
     tp, seed = params["train"], params["base"]["seed"]
     started = time.perf_counter()
-    device = resolve_device(tp["device"])
+    device = distributed.process_device(resolve_device(tp["device"]), dist)
+    distributed.start(dist, device)
     dtype = resolve_dtype(tp["dtype"], device)
     seed_everything(seed)
     tokenizer = AutoTokenizer.from_pretrained(paths.base)
     fmt = get_format(params["model"]["format"], tokenizer=tokenizer)
-    train, valid, cuts = load_splits(paths, fmt, tokenizer, tp["max_seq_len"])
+    train, valid, cuts = load_splits(paths, fmt, tokenizer, tp["max_seq_len"], quiet=not dist.is_main)
+    warn_idle(dist, tp["grad_accum"])
     model = load_base_model(paths.base, tp["method"], dtype, device)
     model = make_trainable(model, tp["method"], tp["lora"], tp["gradient_checkpointing"])
     compiled = use_compile(tp["compile"], device) and compile_layers(model) > 0
-    if not tp["resume"]:
-        shutil.rmtree(paths.checkpoints, ignore_errors=True)
-    paths.checkpoints.mkdir(parents=True, exist_ok=True)
+    if dist.is_main:
+        if not tp["resume"]:
+            shutil.rmtree(paths.checkpoints, ignore_errors=True)
+        paths.checkpoints.mkdir(parents=True, exist_ok=True)
+    dist.barrier()  # no process looks for a checkpoint before the main one has cleared old ones
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    with open_live(paths.live, tp["resume"]) if log else contextlib.nullcontext() as live:
+    writes_logs = log and dist.is_main
+    with open_live(paths.live, tp["resume"]) if writes_logs else contextlib.nullcontext() as live:
         trainer = Trainer(model, train, valid, TrainConfig.from_params(tp, seed), device, pad_id,
                           autocast=dtype if tp["method"] == "full" and dtype != torch.float32 else None,
                           checkpoint_dir=paths.checkpoints, fingerprint=fingerprint(params, paths),
-                          live=live, progress=progress)
+                          live=live, progress=progress, dist=dist)
         result = trainer.fit()
+        summarise_best(live, result)
     summary = {
         "backend": "torch", "device": device.type, "dtype": str(dtype).removeprefix("torch."),
         "method": tp["method"], "format": fmt.name, "seed": seed, "compiled": compiled, "params": tp,
+        "processes": dist.world_size, "shard_optimizer": trainer.cfg.shard_optimizer and dist.enabled,
         "trainable_parameters": sum(p.numel() for p in trainer.params),
         "data": {"train": data_stats(train), "valid": data_stats(valid)}, "cut": cuts,
         **result, "wall_s": round(time.perf_counter() - started, 1),
     }
-    with atomic_path(paths.out) as tmp:
-        summary["files"] = save_trained(model, tmp, tp["method"])
-        write_json(tmp / SUMMARY_FILE, summary)
+    if dist.is_main:
+        with atomic_path(paths.out) as tmp:
+            summary["files"] = save_trained(model, tmp, tp["method"])
+            write_json(tmp / SUMMARY_FILE, summary)
+    dist.barrier()  # every process returns once the outputs are in place
     return summary

@@ -3,7 +3,12 @@ with keep-best, a wall-clock budget, dvclive logging, a progress bar, checkpoint
 
 Batches: prompt-grouped and padded (datasets.length_grouped_batches), or packed across groups into
 one row each (packing.py) when train.packing says so. Run length: length.run_length (epochs
-lengthened to min_steps, capped by max_steps)."""
+lengthened to min_steps, capped by max_steps).
+
+Data parallel (distributed.py): the plan is the same for any number of processes; each process runs
+its share of every step's micro-batches, one all-reduce sums gradients and loss, every process takes
+the same step; the main process alone writes checkpoints and logs. Dropout draws from a generator
+seeded per (step, micro-batch), so it does not depend on which process runs a micro-batch."""
 
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from tqdm import tqdm
 from calltune.train import checkpoint as ckpt
 from calltune.train.datasets import Example, collate, length_grouped_batches
 from calltune.train.device import attention_kernels
+from calltune.train.distributed import SINGLE, Dist, sharded_adamw
 from calltune.train.length import RunLength, run_length
 from calltune.train.lora import load_trainable_state, trainable_state
 from calltune.train.loss import can_pack, completion_loss, lm_parts
@@ -47,6 +53,7 @@ class TrainConfig:
     pack_tokens: int = 0  # most tokens in a packed row (0 = no limit)
     min_steps: int = 0  # lengthen the run to whole epochs with at least this many optimizer steps
     max_minutes: float = 0  # wall-clock budget of the loop (0 = none): stop, keep best, report
+    shard_optimizer: bool = False  # with > 1 process: AdamW state sharded across them (ZeRO-1)
 
     @classmethod
     def from_params(cls, train: dict, seed: int) -> "TrainConfig":
@@ -68,10 +75,19 @@ class LoopState:
     history: list = field(default_factory=list)
 
 
-def make_optimizer(params, cfg: TrainConfig, device: torch.device):
-    """AdamW; the fused kernel on CUDA (one launch for all parameters)."""
+def make_optimizer(params, cfg: TrainConfig, device: torch.device, dist: Dist = SINGLE):
+    """AdamW; the fused kernel on CUDA (one launch for all parameters); its state sharded across
+    the processes when cfg.shard_optimizer and there are several."""
+    if cfg.shard_optimizer and dist.enabled:
+        return sharded_adamw(params, cfg.lr, cfg.weight_decay, device)
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
                              **({"fused": True} if device.type == "cuda" else {}))
+
+
+def micro_seed(seed: int, step: int, index: int) -> int:
+    """The RNG seed of micro-batch `index` of optimizer step `step`: dropout masks are a function
+    of the plan, the same whichever process runs the micro-batch, and after a resume."""
+    return (seed * 1_000_003 + step) * 1_009 + index
 
 
 def chunks(items: list, size: int) -> list[list]:
@@ -85,13 +101,14 @@ class Trainer:
     def __init__(self, model, train_set: list[Example], valid_set: list[Example], cfg: TrainConfig,
                  device: torch.device, pad_id: int, *, autocast: torch.dtype | None = None,
                  checkpoint_dir: Path | None = None, fingerprint: str = "", live=None,
-                 progress: bool = True, callback=None):
+                 progress: bool = True, callback=None, dist: Dist = SINGLE):
         self.model, self.train_set, self.valid_set, self.cfg = model, train_set, valid_set, cfg
         self.device, self.pad_id, self.autocast = device, pad_id, autocast
         self.checkpoint_dir, self.fingerprint, self.live = checkpoint_dir, fingerprint, live
-        self.progress, self.callback = progress, callback
+        self.progress, self.callback, self.dist = progress and dist.is_main, callback, dist
         self.params = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = make_optimizer(self.params, cfg, device)
+        dist.broadcast_from_main(self.params)  # every process starts from the main one's weights
+        self.optimizer = make_optimizer(self.params, cfg, device, dist)
         self.state = LoopState()
         self.best: dict | None = None
         self.pack = resolve_packing(cfg.packing, train_set, cfg.batch_size, cfg.seed, can_pack(lm_parts(model).body))
@@ -137,18 +154,38 @@ class Trainer:
             return pack_examples(chosen).to(self.device)
         return collate(chosen, self.pad_id).to(self.device)
 
+    def _count(self, micro_batches: list[list[int]]) -> tuple[int, int]:
+        """(target tokens, tokens) of a step's micro-batches, from the plan: every process knows
+        the whole step's counts without communicating."""
+        chosen = [self.train_set[i] for ids in micro_batches for i in ids]
+        return sum(ex.n_targets for ex in chosen), sum(len(ex) for ex in chosen)
+
+    def _reduce_grads(self, loss_sum: torch.Tensor) -> None:
+        """Sum gradients and the loss over the processes (a process with no micro-batch this step
+        contributes zeros)."""
+        if not self.dist.enabled:
+            return
+        for p in self.params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        self.dist.sum_tensors([p.grad for p in self.params] + [loss_sum])
+
     def optimizer_step(self, micro_batches: list[list[int]]) -> dict:
-        """Accumulate over micro-batches (loss normalised by all their target tokens), clip, step."""
+        """Accumulate over micro-batches (loss normalised by all their target tokens), clip, step.
+        With several processes each runs its share of the micro-batches (Dist.share)."""
         self.model.train()
         started = time.perf_counter()
-        batches = [self.batch(ids, self.train_set) for ids in micro_batches]
-        n_targets = sum(b.n_targets for b in batches)
-        loss_sum = torch.zeros((), device=self.device)
-        for batch in batches:
+        n_targets, n_tokens = self._count(micro_batches)
+        mine = self.dist.share(list(enumerate(micro_batches)))
+        loss_sum = torch.zeros((), device=self.device, dtype=torch.float32)
+        for index, ids in mine:
+            batch = self.batch(ids, self.train_set)
+            torch.manual_seed(micro_seed(self.cfg.seed, self.state.step, index))
             with self._kernels():
                 loss, _ = completion_loss(self.model, batch, self.cfg.share_prefix)
             (loss / n_targets).backward()
-            loss_sum += loss.detach()
+            loss_sum += loss.detach().float()
+        self._reduce_grads(loss_sum)
         grad_norm = (torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
                      if self.cfg.grad_clip > 0 else None)
         lr = lr_at(self.state.step, self.cfg.lr, self.cfg.warmup_steps, self.total_steps)
@@ -158,7 +195,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         record = {"step": self.state.step + 1, "train_loss": float(loss_sum) / n_targets, "lr": lr}
         elapsed = time.perf_counter() - started
-        record["tokens_per_s"] = sum(b.n_tokens for b in batches) / elapsed
+        record["tokens_per_s"] = n_tokens / elapsed  # all processes' tokens: the run's throughput
         if grad_norm is not None:
             record["grad_norm"] = float(grad_norm)
         return record
@@ -169,12 +206,13 @@ class Trainer:
         if not self.valid_set:
             return None
         self.model.eval()
-        total, count = 0.0, 0
-        for ids in self.micro_batches(self.valid_set, 0):
+        sums = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss, target tokens
+        for ids in self.dist.share(self.micro_batches(self.valid_set, 0)):
             with self._kernels():
                 loss, n = completion_loss(self.model, self.batch(ids, self.valid_set), self.cfg.share_prefix)
-            total, count = total + float(loss), count + n
-        return total / count
+            sums += torch.tensor([float(loss), n], dtype=torch.float64, device=self.device)
+        self.dist.sum_tensors([sums])
+        return float(sums[0] / sums[1])
 
     # -- bookkeeping -----------------------------------------------------------------------
     def _note_eval(self, valid_loss: float) -> None:
@@ -198,6 +236,11 @@ class Trainer:
         self.live.sync()
 
     def _save(self) -> None:
+        """The main process writes; a sharded optimizer first gathers its state there (collective)."""
+        if hasattr(self.optimizer, "consolidate_state_dict"):
+            self.optimizer.consolidate_state_dict(to=0)
+        if not self.dist.is_main:
+            return
         loop = {**asdict(self.state), "train_s": self._elapsed(), "fingerprint": self.fingerprint}
         ckpt.save_checkpoint(self.checkpoint_dir, self.state.step, trainable_state(self.model), self.best,
                              self.optimizer, loop, self.device)
@@ -225,7 +268,10 @@ class Trainer:
         return self._before_s + time.monotonic() - self._started
 
     def _out_of_time(self) -> bool:
-        return self.cfg.max_minutes > 0 and self._elapsed() >= 60 * self.cfg.max_minutes
+        """Past the budget (in any process: clocks differ, the decision must not)."""
+        if self.cfg.max_minutes <= 0:
+            return False
+        return self.dist.any(self._elapsed() >= 60 * self.cfg.max_minutes, self.device)
 
     def _advance(self, epoch: int, chunk: int, n_chunks: int) -> None:
         self.state.step += 1

@@ -105,3 +105,23 @@ def test_a_bf16_shipped_adapter_merges_to_nearly_the_same_model(tiny_gemma_dir, 
     merged, expected = model_logits(tmp_path / "base", ids), peft_logits(tiny_gemma_dir, adapter, ids)
     # bf16 keeps ~3 significant digits of each adapter weight: a relative bound, not the fp32 one.
     assert (merged - expected).norm() / expected.norm() < 1e-2
+
+
+EMBEDDED_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"  # the default base's GGUF
+
+
+def test_the_shipped_adapter_is_small_bf16_and_fits_the_embedded_base():
+    from safetensors import safe_open
+
+    weights = ADAPTER_DIR / "adapter_model.safetensors"
+    assert weights.stat().st_size <= 40 * 2**20  # the budget for a file in the repository
+    config = json.loads((ADAPTER_DIR / "adapter_config.json").read_text())
+    assert config["peft_type"] == "LORA" and config["r"] == 64 and config["lora_alpha"] == 64
+    assert set(config["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                             "down_proj"}
+    with safe_open(weights, "pt") as f:
+        names = list(f.keys())
+        assert len(names) == 18 * 7 * 2  # Gemma 3 270M: 18 layers x 7 projections x (A, B)
+        assert {f.get_slice(n).get_dtype() for n in names} == {"BF16"}
+    assert json.loads((ADAPTER_DIR / BASE_FILE).read_text())["sha256"] == EMBEDDED_SHA256
+    assert foundation_dir("calltune") == ADAPTER_DIR

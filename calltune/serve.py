@@ -12,6 +12,12 @@ string, `finish_reason: "tool_calls"`): llama.cpp has no FunctionGemma call pars
 answers with server-sent events: the reply is generated first, then sent as OpenAI chunks (role,
 content or tool_calls, finish_reason, [DONE]). Greedy; binds 127.0.0.1 unless told otherwise; one
 generation at a time.
+
+Replies are constrained by default (--no-constrain turns it off): a request with tools is decoded
+under its call grammar (calltune.constrain), so every call names a declared tool with arguments
+its schema allows, and `tool_choice` is honoured: "auto" (calls or text), "none" (text only),
+"required" (calls only) or {"type": "function", "function": {"name": N}} (calls of N only).
+llama-server gets the grammar as GBNF in its `grammar` field; the in-process engines mask tokens.
 """
 
 from __future__ import annotations
@@ -69,8 +75,10 @@ class RenderingBackend:
     def __init__(self, engine, fmt, count_tokens):
         self.engine, self.fmt, self.count_tokens = engine, fmt, count_tokens
 
-    def complete(self, prompt: str, messages: list[dict], tools: list[dict], max_tokens: int) -> Completion:
-        text, n_tokens = self.engine.generate(prompt, max_tokens, self.fmt.stop_strings)
+    def complete(self, prompt: str, messages: list[dict], tools: list[dict], max_tokens: int,
+                 constraint=None) -> Completion:
+        extra = {} if constraint is None else {"constraint": constraint}
+        text, n_tokens = self.engine.generate(prompt, max_tokens, self.fmt.stop_strings, **extra)
         return Completion(text, self.count_tokens(prompt), n_tokens)
 
 
@@ -82,16 +90,22 @@ class LlamaServerBackend:
     `tool_choice: "none"` keeps llama-server from parsing calls itself: it has no FunctionGemma
     parser, and the one it derives from the template rejects valid calls (HTTP 500)."""
 
-    def __init__(self, base_url: str, fmt, timeout: float = 600):
+    def __init__(self, base_url: str, fmt, timeout: float = 600, vocabulary=None):
         self.base_url, self.fmt, self.timeout = base_url, fmt, timeout
+        self.vocabulary = vocabulary  # the GGUF's libllama.Model (vocab only), for the grammar's tokens
 
-    def complete(self, prompt: str, messages: list[dict], tools: list[dict], max_tokens: int) -> Completion:
+    def complete(self, prompt: str, messages: list[dict], tools: list[dict], max_tokens: int,
+                 constraint=None) -> Completion:
         from calltune.formats.generic import template_messages
 
         body = {"messages": template_messages(messages), "max_tokens": max_tokens, "temperature": 0,
                 "stop": self.fmt.stop_strings, "cache_prompt": True}
         if tools:
             body |= {"tools": tools, "tool_choice": "none"}
+        if constraint is not None:
+            vocab = self.vocabulary
+            ends, tokens = constraint.vocabulary_tokens(vocab.tokenize, vocab.is_end) if vocab else ((), ())
+            body["grammar"] = constraint.gbnf(ends, tokens)
         reply = post_json(f"{self.base_url}/v1/chat/completions", body, self.timeout)
         usage = reply.get("usage") or {}
         text = cut_at_stop(reply["choices"][0]["message"].get("content") or "", self.fmt.stop_strings)
@@ -116,8 +130,9 @@ class EngineError(RuntimeError):
 class ChatService:
     """Parse the request -> generate with the backend -> parse the calls; one generation at a time."""
 
-    def __init__(self, backend, fmt, model_name: str, engine_name: str):
+    def __init__(self, backend, fmt, model_name: str, engine_name: str, constrain: bool = True):
         self.backend, self.fmt, self.model_name, self.engine_name = backend, fmt, model_name, engine_name
+        self.constrain = constrain
         self._lock = threading.Lock()
 
     def reply(self, request: dict) -> Reply:
@@ -128,15 +143,28 @@ class ChatService:
         if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
             raise InputError("max_tokens must be a positive integer", field="max_tokens")
         prompt = self.fmt.render(messages, tools, add_generation_prompt=True)  # bad messages or tools: 400
+        constraint = self.constraint(tools, request.get("tool_choice"))
         with self._lock:
-            done = self.backend.complete(prompt, messages, tools, max_tokens)
+            done = self.backend.complete(prompt, messages, tools, max_tokens,
+                                         **({} if constraint is None else {"constraint": constraint}))
         parsed = self.fmt.parse(done.text)
         calls = [{"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
                   "function": {"name": c["name"], "arguments": json.dumps(c["arguments"], ensure_ascii=False)}}
-                 for c in parsed.calls] if tools else []
+                 for c in parsed.calls] if tools and request.get("tool_choice") != "none" else []
         content = (parsed.content if calls else done.text).strip() or None
         finish = "tool_calls" if calls else "length" if done.completion_tokens >= max_tokens else "stop"
         return Reply(content, calls, finish, done.prompt_tokens, done.completion_tokens)
+
+    def constraint(self, tools: list[dict], tool_choice):
+        """The request's call grammar (None when constraining is off or the request has no tools);
+        a bad tool_choice is an InputError (HTTP 400) either way."""
+        from calltune.constrain import Constraint
+        from calltune.constrain.calls import chosen_tools
+
+        chosen_tools(tools, tool_choice)
+        if not self.constrain or not tools:
+            return None
+        return Constraint.for_request(self.fmt, tools, tool_choice)
 
     def completion(self, reply: Reply) -> dict:
         message = {"role": "assistant", "content": reply.content}
@@ -251,16 +279,17 @@ def gguf_format(model: Path, fmt_name: str, tokenize) -> str:
 
 
 def gguf_vocabulary(model: Path):
-    """A tokenize function from the GGUF's vocabulary alone (no weights loaded)."""
+    """The GGUF's vocabulary alone (no weights loaded): a libllama.Model with tokenize and is_end."""
     from calltune.export.libllama import Model
 
-    return Model(model, vocab_only=True).tokenize
+    return Model(model, vocab_only=True)
 
 
 @contextmanager
 def open_service(model: Path, engine: str = "auto", fmt_name: str = "auto", threads: int | None = None,
-                 n_ctx: int = 4096):
-    """Yield a ChatService for `model` on the chosen engine; a llama-server child is stopped on exit."""
+                 n_ctx: int = 4096, constrain: bool = True):
+    """Yield a ChatService for `model` on the chosen engine; a llama-server child is stopped on exit.
+    `constrain`: decode requests with tools under their call grammar."""
     from calltune.formats import get_format
 
     engine = pick_engine(Path(model), engine)
@@ -270,20 +299,23 @@ def open_service(model: Path, engine: str = "auto", fmt_name: str = "auto", thre
         torch_engine = TorchEngine(model, threads=threads)
         fmt = get_format(fmt_name, tokenizer=torch_engine.tokenizer)
         count = lambda t: len(torch_engine.tokenizer(t, add_special_tokens=False)["input_ids"])
-        yield ChatService(RenderingBackend(torch_engine, fmt, count), fmt, Path(model).name, engine)
+        yield ChatService(RenderingBackend(torch_engine, fmt, count), fmt, Path(model).name, engine, constrain)
         return
     from calltune.export.gguf_runtime import LlamaCppEngine
 
     if engine == "llama-cpp":
         llama = LlamaCppEngine(model, threads=threads, n_ctx=n_ctx)
         fmt = get_format(gguf_format(model, fmt_name, llama.tokenize))
-        yield ChatService(RenderingBackend(llama, fmt, lambda t: len(llama.tokenize(t))), fmt, model.stem, engine)
+        yield ChatService(RenderingBackend(llama, fmt, lambda t: len(llama.tokenize(t))), fmt, model.stem, engine,
+                          constrain)
         return
     from calltune.llama_server import running_llama_server
 
-    fmt = get_format(gguf_format(model, fmt_name, gguf_vocabulary(model)))
+    vocabulary = gguf_vocabulary(model)
+    fmt = get_format(gguf_format(model, fmt_name, vocabulary.tokenize))
     with running_llama_server(model, threads=threads or os.cpu_count() or 1, ctx_size=n_ctx) as base_url:
-        yield ChatService(LlamaServerBackend(base_url, fmt), fmt, model.stem, engine)
+        yield ChatService(LlamaServerBackend(base_url, fmt, vocabulary=vocabulary), fmt, model.stem, engine,
+                          constrain)
 
 
 def make_server(service: ChatService, host: str = "127.0.0.1", port: int = 8080, verbose: bool = False):
@@ -302,12 +334,15 @@ def make_server(service: ChatService, host: str = "127.0.0.1", port: int = 8080,
               type=click.Choice(["auto", "functiongemma", "generic"]))
 @click.option("--threads", default=None, type=int, help="CPU threads for the engine (default: all).")
 @click.option("--ctx-size", default=4096, show_default=True, type=int, help="llama.cpp context length.")
+@click.option("--constrain/--no-constrain", default=True, show_default=True,
+              help="Decode requests with tools under their call grammar (valid calls or text; tool_choice honoured).")
 @click.option("--verbose", is_flag=True, help="Log every request.")
-def main(model, engine, host, port, fmt_name, threads, ctx_size, verbose):
+def main(model, engine, host, port, fmt_name, threads, ctx_size, constrain, verbose):
     try:
-        with open_service(model, engine, fmt_name, threads, ctx_size) as service:
+        with open_service(model, engine, fmt_name, threads, ctx_size, constrain) as service:
             server = make_server(service, host, port, verbose)
-            click.echo(f"serving {service.model_name} ({service.fmt.name}, {service.engine_name}) "
+            click.echo(f"serving {service.model_name} ({service.fmt.name}, {service.engine_name}, "
+                       f"{'constrained' if constrain else 'unconstrained'}) "
                        f"on http://{host}:{port}/v1 (Ctrl-C stops)")
             try:
                 server.serve_forever()

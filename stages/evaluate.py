@@ -5,6 +5,10 @@ rate, irrelevance accuracy, per-tool accuracy, latency p50/p95, tokens/s, size o
 predictions/<target>.jsonl (prompt, raw output, parsed calls, verdict, reason) and the plot data
 plots/per_tool/<target>.json and plots/confusion/<target>.json. Targets: calltune/evaluate/targets.py.
 
+evaluate.constrained (default true) decodes under each example's call grammar (calltune.constrain:
+only declared tools, their arguments, types and enums, or text); the metrics without it are kept
+in the same file under "unconstrained", so `dvc metrics diff` shows what the constraint is worth.
+
 With --test-file (one of evaluate.test_files) it scores your own held-out file instead: examples.jsonl
 format, checked like your examples and against the train/valid splits (a shared query is an error);
 its metrics and predictions go where --out and --predictions say, no plots.
@@ -40,6 +44,16 @@ def chat_format(name: str, base_dir: Path):
     return get_format(name, tokenizer=AutoTokenizer.from_pretrained(base_dir, trust_remote_code=False))
 
 
+def base_tokenizer(base_dir: Path):
+    """The base model's tokenizer (every artifact shares its vocabulary), or None without one: then
+    constrained evaluation generates every example again instead of reusing outputs."""
+    from transformers import AutoTokenizer
+
+    if not (base_dir / "tokenizer_config.json").is_file():
+        return None
+    return AutoTokenizer.from_pretrained(base_dir, trust_remote_code=False)
+
+
 def summary(target: str, m: dict) -> str:
     def rate(key):
         return "n/a" if m[key] is None else f"{m[key]:.3f}"
@@ -47,7 +61,15 @@ def summary(target: str, m: dict) -> str:
     return (f"{target}: {m['n']} examples, exact {rate('exact_match')}, AST {rate('ast_accuracy')}, "
             f"tool names {rate('tool_name_accuracy')}, parse-valid {rate('parse_valid_rate')}, "
             f"irrelevance {rate('irrelevance_accuracy')}; p50 {m['latency_p50_s']} s, "
-            f"{m['tokens_per_s']} tok/s, {m['size_mb']} MB")
+            f"{m['tokens_per_s']} tok/s, {m['size_mb']} MB" + _unconstrained(m))
+
+
+def _unconstrained(m: dict) -> str:
+    free = m.get("unconstrained")
+    if not free:
+        return ""
+    return (f" (constrained; without: exact {free['exact_match']}, parse-valid {free['parse_valid_rate']}; "
+            f"{m['constrained_regenerated']} of {m['n']} generated again)")
 
 
 @click.command(help=__doc__)
@@ -85,8 +107,10 @@ def main(params, target, test, models, out, predictions, plots, test_file, train
                                   params["generate"]["no_call_answer"])
     examples = examples[: ep["limit"]] if ep["limit"] else examples
     fmt = chat_format(params["model"]["format"], Path(models) / "base")
+    constrained = ep.get("constrained", True)
     preds, metrics = evaluate_artifact(chosen, fmt, examples, max_new_tokens=ep["max_new_tokens"],
-                                       threads=ep["threads"], progress=progress)
+                                       threads=ep["threads"], progress=progress, constrained=constrained,
+                                       tokenizer=base_tokenizer(Path(models) / "base") if constrained else None)
     name = target if test_file is None else f"test_files/{test_file}/{target}"
     write_predictions(predictions or f"predictions/{name}.jsonl", preds)
     if test_file is None:

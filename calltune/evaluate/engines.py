@@ -3,6 +3,9 @@
 An engine turns a rendered prompt into generated text, greedily. The text is decoded with special
 tokens kept (the chat formats parse them) and cut before the first stop string; an end-of-sequence
 token that ends generation is dropped. `n_tokens` counts every token generated, stop token included.
+
+`constraint` (a calltune.constrain.Constraint, optional) restricts generation to its grammar: valid
+calls to the request's tools or free text (schema-constrained decoding).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ class Generation(NamedTuple):
 class Engine(Protocol):
     name: str  # e.g. "torch", "onnx-q4", "gguf-q4_K_M"
 
-    def generate(self, prompt: str, max_new_tokens: int, stop: list[str]) -> Generation: ...
+    def generate(self, prompt: str, max_new_tokens: int, stop: list[str], constraint=None) -> Generation: ...
 
 
 def cut_at_stop(text: str, stop: list[str]) -> str:
@@ -66,7 +69,7 @@ class TorchEngine:
             Path(model_dir), dtype=getattr(torch, dtype), use_safetensors=True, trust_remote_code=False,
         ).to(device).eval()
 
-    def generate(self, prompt: str, max_new_tokens: int, stop: list[str]) -> Generation:
+    def generate(self, prompt: str, max_new_tokens: int, stop: list[str], constraint=None) -> Generation:
         import torch
 
         stop_ids, stop_texts = split_stops(self.tokenizer, stop)
@@ -77,12 +80,24 @@ class TorchEngine:
                 input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
                 generation_config=self._greedy_config(max_new_tokens, end_ids, stop_texts),
                 tokenizer=self.tokenizer,
+                logits_processor=self._masks([constraint], input_ids.shape[1], max_new_tokens),
             )
         return finish(output[0, input_ids.shape[1]:].tolist(), end_ids, self._decode, stop)
 
-    def generate_batch(self, prompts: list[str], max_new_tokens: int, stop: list[str]) -> list[Generation]:
+    def _masks(self, constraints: list, prompt_length: int, max_new_tokens: int):
+        """The logits processors that apply `constraints` (one per row; None: that row is free)."""
+        from transformers import LogitsProcessorList
+
+        first = next((c for c in constraints if c is not None), None)
+        if first is None:
+            return None
+        return LogitsProcessorList([first.torch_processor(constraints, self.tokenizer, prompt_length, max_new_tokens)])
+
+    def generate_batch(self, prompts: list[str], max_new_tokens: int, stop: list[str],
+                       constraints: list | None = None) -> list[Generation]:
         """generate() for several prompts in one left-padded batch: the same greedy decoding,
-        each row stopping on its own (rows that stop early are padded until the batch ends)."""
+        each row stopping on its own (rows that stop early are padded until the batch ends);
+        `constraints`, one per prompt (or None), as generate's `constraint`."""
         import torch
 
         stop_ids, stop_texts = split_stops(self.tokenizer, stop)
@@ -95,7 +110,9 @@ class TorchEngine:
         attention_mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=self.device)
         with torch.inference_mode():
             output = self.model.generate(input_ids=input_ids, attention_mask=attention_mask,
-                                         generation_config=config, tokenizer=self.tokenizer)
+                                         generation_config=config, tokenizer=self.tokenizer,
+                                         logits_processor=self._masks(constraints or [None] * len(prompts), width,
+                                                                      max_new_tokens))
         return [finish(self._until_stopped(row[width:].tolist(), end_ids, stop_texts), end_ids, self._decode, stop)
                 for row in output]
 

@@ -1,4 +1,12 @@
-"""Run one engine over the test examples: render, generate, parse, judge, time."""
+"""Run one engine over the test examples: render, generate, parse, judge, time.
+
+Constrained evaluation (evaluate.constrained) generates under each example's call grammar
+(calltune.constrain) and keeps the unconstrained numbers beside it: metrics["unconstrained"].
+Greedy decoding under a grammar picks the same tokens as without it wherever the model's own
+choice is allowed, so an unconstrained output inside the grammar that ended before the budget's
+wrap-up steps (calltune.constrain.wrapup) is reused, and only the others are generated again
+(`constrained_regenerated` counts them).
+"""
 
 from __future__ import annotations
 
@@ -18,7 +26,7 @@ WARMUP_TOKENS = 4
 
 
 def evaluate_target(engine: Engine, fmt, examples: Sequence[dict], *, max_new_tokens: int,
-                    warmup: bool = True, progress: bool = False) -> list[Prediction]:
+                    warmup: bool = True, progress: bool = False, constrained: bool = False) -> list[Prediction]:
     """Predictions for `examples` (data-contract rows) in order.
 
     With `warmup`, one short untimed generation first keeps one-time costs (lazy init, allocator
@@ -27,23 +35,65 @@ def evaluate_target(engine: Engine, fmt, examples: Sequence[dict], *, max_new_to
     if warmup and examples:
         engine.generate(_prompt(fmt, examples[0]), WARMUP_TOKENS, fmt.stop_strings)
     return [
-        evaluate_example(engine, fmt, example, max_new_tokens=max_new_tokens)
+        evaluate_example(engine, fmt, example, max_new_tokens=max_new_tokens, constrained=constrained)
         for example in tqdm(examples, desc=f"evaluate {engine.name}", disable=not progress)
     ]
 
 
 def evaluate_artifact(target, fmt, examples: Sequence[dict], *, max_new_tokens: int, threads: int | None = None,
-                      progress: bool = False) -> tuple[list[Prediction], dict]:
-    """Predictions and metrics (size on disk included) of one calltune.evaluate.targets.Target."""
-    predictions = evaluate_target(target.engine(threads), fmt, examples, max_new_tokens=max_new_tokens,
-                                  progress=progress)
-    return predictions, aggregate(predictions, size_mb=size_on_disk_mb(*target.size_paths()))
+                      progress: bool = False, constrained: bool = False,
+                      tokenizer=None) -> tuple[list[Prediction], dict]:
+    """Predictions and metrics (size on disk included) of one calltune.evaluate.targets.Target.
+
+    With `constrained`, the predictions are the constrained ones and metrics["unconstrained"]
+    holds the metrics without the constraint; `tokenizer` (the model's Hugging Face tokenizer)
+    decides which unconstrained outputs are reused (without it every example is generated twice)."""
+    engine = target.engine(threads)
+    size_mb = size_on_disk_mb(*target.size_paths())
+    free = evaluate_target(engine, fmt, examples, max_new_tokens=max_new_tokens, progress=progress)
+    if not constrained:
+        return free, aggregate(free, size_mb=size_mb)
+    predictions = constrain_predictions(engine, fmt, examples, free, max_new_tokens=max_new_tokens,
+                                        tokenizer=tokenizer, progress=progress)
+    regenerated = sum(1 for p, q in zip(predictions, free) if p is not q)
+    unconstrained = {k: v for k, v in aggregate(free).items() if k != "size_mb"}
+    return predictions, aggregate(predictions, size_mb=size_mb) | {
+        "constrained": True, "constrained_regenerated": regenerated, "unconstrained": unconstrained}
 
 
-def evaluate_example(engine: Engine, fmt, example: dict, *, max_new_tokens: int) -> Prediction:
+def constrain_predictions(engine: Engine, fmt, examples: Sequence[dict], free: Sequence[Prediction], *,
+                          max_new_tokens: int, tokenizer=None, progress: bool = False) -> list[Prediction]:
+    """The constrained prediction of every example: its unconstrained one where that stays inside
+    the grammar (the same object), else a constrained generation."""
+    from calltune.constrain import Constraint
+    from calltune.constrain.replay import within_grammar
+    from calltune.constrain.wrapup import wrap_up_tokens
+
+    out = []
+    for example, prediction in tqdm(list(zip(examples, free)), desc=f"constrain {engine.name}",
+                                    disable=not progress):
+        constraint = Constraint.for_request(fmt, example["tools"])
+        # an output that reached the budget's wrap-up steps may end otherwise under the constraint
+        before_wrap_up = prediction.n_generated_tokens <= max_new_tokens - wrap_up_tokens(max_new_tokens)
+        if tokenizer is not None and before_wrap_up and within_grammar(constraint, tokenizer, prediction.raw_output,
+                                                                       fmt.stop_strings, truncated=False):
+            out.append(prediction)
+        else:
+            out.append(evaluate_example(engine, fmt, example, max_new_tokens=max_new_tokens, constraint=constraint))
+    return out
+
+
+def evaluate_example(engine: Engine, fmt, example: dict, *, max_new_tokens: int, constrained: bool = False,
+                     constraint=None) -> Prediction:
+    """One example's prediction; `constrained` (or a ready `constraint`) decodes under its call grammar."""
     prompt = _prompt(fmt, example)
+    if constrained and constraint is None:
+        from calltune.constrain import Constraint
+
+        constraint = Constraint.for_request(fmt, example["tools"])
+    extra = {} if constraint is None else {"constraint": constraint}
     start = time.perf_counter()
-    text, n_tokens = engine.generate(prompt, max_new_tokens, fmt.stop_strings)
+    text, n_tokens = engine.generate(prompt, max_new_tokens, fmt.stop_strings, **extra)
     latency = time.perf_counter() - start
     parsed = fmt.parse(text)
     expected = fmt.expected(example["messages"])

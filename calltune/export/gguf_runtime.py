@@ -27,9 +27,11 @@ class LlamaCppEngine:
         """Token ids of `text`, special tokens written in it (such as <bos>) parsed as such."""
         return self.model.tokenize(text, special=True)
 
-    def generate_ids(self, prompt_ids: list[int], max_new_tokens: int, stop: list[str] = ()) -> list[int]:
+    def generate_ids(self, prompt_ids: list[int], max_new_tokens: int, stop: list[str] = (),
+                     sampler=None) -> list[int]:
         """Greedy ids after `prompt_ids`, ending at end-of-generation, after max_new_tokens, once a
-        stop string appears, or when the context is full."""
+        stop string appears, or when the context is full. `sampler` (libllama.GrammarSampler)
+        limits each step to the tokens its grammar allows."""
         context = self.context
         # The cached tokens the prompt starts with stay; at least one prompt token is evaluated anew.
         limit = min(len(context.tokens), len(prompt_ids) - 1)
@@ -38,16 +40,36 @@ class LlamaCppEngine:
         logits = context.eval(prompt_ids[shared:])
         out: list[int] = []
         while True:
-            out.append(int(np.argmax(logits)))  # greedy: the first of equal maxima
+            # greedy: the first of equal maxima; under a grammar, closing what is open in the budget's last steps
+            token = int(np.argmax(logits)) if sampler is None else \
+                sampler.best(logits, wrap_up=sampler.wrapping_up(len(out), max_new_tokens))
+            if token is None:  # the grammar allows nothing more (it cannot happen with calltune's grammars)
+                return out
+            if sampler is not None:
+                sampler.accept(token)
+            out.append(token)
             if (self.model.is_end(out[-1]) or len(out) >= max_new_tokens or len(context.tokens) >= context.n_ctx
                     or any(s in self.decode(out) for s in stop)):
                 return out
             logits = context.eval(out[-1:])
 
+    def grammar_sampler(self, constraint):
+        """llama.cpp's grammar sampler for a calltune.constrain.Constraint (None: no constraint)."""
+        if constraint is None:
+            return None
+        from calltune.export.libllama import GrammarSampler
+
+        ends, tokens = constraint.vocabulary_tokens(self.tokenize, self.model.is_end)
+        closers = constraint.closers(lambda text: ids[0] if len(ids := self.tokenize(text)) == 1 else None)
+        return GrammarSampler(self.model, constraint.gbnf(ends, tokens), closers=closers,
+                              minimal_gbnf=constraint.gbnf(ends, tokens, minimal=True) if constraint.minimal else None,
+                              wrapping_up=constraint.wrapping_up,
+                              grammar_tokens=[self.tokenize(t)[0] for t in tokens])
+
     def decode(self, ids: list[int]) -> str:
         return self.model.detokenize(ids, special=True).decode("utf-8", errors="replace")
 
-    def generate(self, prompt: str, max_new_tokens: int, stop: list[str]) -> Generation:
-        ids = self.generate_ids(self.tokenize(prompt), max_new_tokens, stop)
+    def generate(self, prompt: str, max_new_tokens: int, stop: list[str], constraint=None) -> Generation:
+        ids = self.generate_ids(self.tokenize(prompt), max_new_tokens, stop, self.grammar_sampler(constraint))
         ended = {ids[-1]} if ids and self.model.is_end(ids[-1]) else set()
         return finish(ids, ended, self.decode, stop)

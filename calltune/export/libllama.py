@@ -86,6 +86,15 @@ class Batch(ctypes.Structure):  # struct llama_batch: per-token arrays of one ll
                 ("seq_id", POINTER(POINTER(c_int32))), ("logits", POINTER(ctypes.c_int8))]
 
 
+class TokenData(ctypes.Structure):  # struct llama_token_data
+    _fields_ = [("id", c_int32), ("logit", c_float), ("p", c_float)]
+
+
+class TokenDataArray(ctypes.Structure):  # struct llama_token_data_array
+    _fields_ = [("data", POINTER(TokenData)), ("size", c_size_t), ("selected", ctypes.c_int64),
+                ("sorted", c_bool)]
+
+
 DLL_DIRECTORIES = []  # Windows only
 LOG_CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_int, c_char_p, c_void_p)
 FUNCTIONS = {  # name: (result, arguments), as declared in llama.h / ggml-backend.h
@@ -100,6 +109,7 @@ FUNCTIONS = {  # name: (result, arguments), as declared in llama.h / ggml-backen
     "llama_model_get_vocab": (c_void_p, [c_void_p]),
     "llama_vocab_n_tokens": (c_int32, [c_void_p]),
     "llama_vocab_is_eog": (c_bool, [c_void_p, c_int32]),
+    "llama_vocab_is_control": (c_bool, [c_void_p, c_int32]),
     "llama_tokenize": (c_int32, [c_void_p, c_char_p, c_int32, POINTER(c_int32), c_int32, c_bool, c_bool]),
     "llama_detokenize": (c_int32, [c_void_p, POINTER(c_int32), c_int32, c_char_p, c_int32, c_bool, c_bool]),
     "llama_init_from_model": (c_void_p, [c_void_p, ContextParams]),
@@ -114,6 +124,10 @@ FUNCTIONS = {  # name: (result, arguments), as declared in llama.h / ggml-backen
     "llama_decode": (c_int32, [c_void_p, Batch]),
     "llama_get_logits_ith": (POINTER(c_float), [c_void_p, c_int32]),
     "llama_model_quantize": (c_uint32, [c_char_p, c_char_p, POINTER(QuantizeParams)]),
+    "llama_sampler_init_grammar": (c_void_p, [c_void_p, c_char_p, c_char_p]),
+    "llama_sampler_apply": (None, [c_void_p, POINTER(TokenDataArray)]),
+    "llama_sampler_accept": (None, [c_void_p, c_int32]),
+    "llama_sampler_free": (None, [c_void_p]),
 }
 
 # llama.cpp's warnings and errors since the current call began (its log is silenced otherwise),
@@ -216,6 +230,14 @@ class Model:
         """Whether `token` ends generation (end-of-sequence, <end_of_turn>, ...)."""
         return library().llama_vocab_is_eog(self.vocab, token)
 
+    @property
+    def control_ids(self) -> np.ndarray:
+        """Ids of the control tokens (<unused0>, <escape>, <end_of_turn>, ...), found once."""
+        if not hasattr(self, "_control_ids"):
+            is_control = library().llama_vocab_is_control
+            self._control_ids = np.array([i for i in range(self.n_vocab) if is_control(self.vocab, i)], dtype=np.int64)
+        return self._control_ids
+
 
 class Context:
     """A llama.cpp context on a Model: a KV cache holding `tokens`, evaluated one batch at a time."""
@@ -279,6 +301,83 @@ class Context:
         logits = library().llama_get_logits_ith
         return [np.ctypeslib.as_array(logits(self.handle, i), (self.model.n_vocab,)).copy()
                 for i, output in enumerate(outputs) if output]
+
+
+class GrammarSampler:
+    """llama.cpp's GBNF grammar sampler (llama_sampler_init_grammar) on a Model's vocabulary, for
+    greedy decoding: `best(logits)` is the highest-scoring token the grammar allows next.
+
+    `closers`, `minimal_gbnf` and `wrapping_up(generated, max_new_tokens)` serve the end of the
+    token budget (calltune.constrain.wrapup): with `wrap_up`, best() first moves to the minimal
+    grammar (if the tokens so far fit it) and prefers the closers."""
+
+    FIRST_CANDIDATES = 64  # checked first; the whole vocabulary only when none of them is allowed
+
+    def __init__(self, model: Model, gbnf: str, root: str = "root", closers=None, minimal_gbnf: str | None = None,
+                 wrapping_up=lambda generated, max_new_tokens: False, grammar_tokens=()):
+        self.model, self.root, self.closers, self._minimal = model, root, closers, minimal_gbnf
+        self.wrapping_up = wrapping_up
+        # llama.cpp's grammar matches a control token by its text, so inside free text or a string it
+        # would let <unused53> through; only the grammar's own tokens and the end tokens stay allowed
+        keep = set(grammar_tokens) | {i for i in model.control_ids.tolist() if model.is_end(i)}
+        self.banned = np.array([i for i in model.control_ids.tolist() if i not in keep], dtype=np.int64)
+        self.handle = self._sampler(gbnf)
+        self.accepted: list[int] = []
+
+    def _sampler(self, gbnf: str):
+        api = library()
+        LOG.clear()
+        handle = api.llama_sampler_init_grammar(self.model.vocab, gbnf.encode(), self.root.encode())
+        if not handle:
+            raise ValueError(f"llama.cpp rejects the grammar: {recent_log()}")
+        weakref.finalize(self, api.llama_sampler_free, handle)
+        return handle
+
+    def allowed(self, tokens: np.ndarray, logits: np.ndarray | None = None, handle=None) -> np.ndarray:
+        """Which of `tokens` (ids, with their `logits`) the grammar allows next (booleans)."""
+        tokens = np.asarray(tokens, dtype=np.int32)
+        data = (TokenData * len(tokens))()
+        view = np.ctypeslib.as_array(ctypes.cast(data, POINTER(ctypes.c_float)), (len(tokens), 3))
+        view[:, 1] = 0.0 if logits is None else logits
+        np.ctypeslib.as_array(ctypes.cast(data, POINTER(c_int32)), (len(tokens), 3))[:, 0] = tokens
+        array = TokenDataArray(data, len(tokens), -1, False)
+        library().llama_sampler_apply(handle or self.handle, ctypes.byref(array))
+        return np.isfinite(view[:, 1])
+
+    def best(self, logits: np.ndarray, wrap_up: bool = False) -> int | None:
+        """The allowed token with the highest logit (the first of equal maxima), or None if the
+        grammar allows none. The top candidates are tried first: checking every token of a large
+        vocabulary against the grammar costs far more than a few dozen."""
+        if wrap_up:
+            if self._minimal is not None:
+                self._switch_to_minimal()
+            closer = self.closers.choose(self.allowed) if self.closers is not None else None
+            if closer is not None:
+                return closer
+        if len(self.banned):
+            logits = logits.copy()
+            logits[self.banned[self.banned < len(logits)]] = -np.inf
+        first = np.argpartition(-logits, self.FIRST_CANDIDATES)[: self.FIRST_CANDIDATES] \
+            if len(logits) > self.FIRST_CANDIDATES else np.arange(len(logits))
+        for candidates in (np.sort(first), np.arange(len(logits), dtype=np.int64)):
+            candidates = candidates[np.isfinite(logits[candidates])]
+            ok = self.allowed(candidates, logits[candidates])
+            if ok.any():
+                allowed = candidates[ok]
+                return int(allowed[np.argmax(logits[allowed])])
+        return None
+
+    def _switch_to_minimal(self) -> None:
+        minimal, self._minimal = self._sampler(self._minimal), None
+        for token in self.accepted:
+            if not self.allowed([token], handle=minimal)[0]:
+                return
+            library().llama_sampler_accept(minimal, token)
+        self.handle = minimal
+
+    def accept(self, token: int) -> None:
+        library().llama_sampler_accept(self.handle, token)
+        self.accepted.append(token)
 
 
 def quantize(source, out_file, kind: str, threads: int = 0) -> None:

@@ -74,12 +74,17 @@ class OnnxCausalLM:
             pass
         return logits[-1:], cache
 
-    def greedy(self, ids: list[int], max_new_tokens: int, end_ids=(), stop=lambda new_ids: False) -> list[int]:
-        """Greedy continuation of `ids`; ends after an id in `end_ids` (kept) or when `stop(new_ids)`."""
+    def greedy(self, ids: list[int], max_new_tokens: int, end_ids=(), stop=lambda new_ids: False,
+               mask=None) -> list[int]:
+        """Greedy continuation of `ids`; ends after an id in `end_ids` (kept) or when `stop(new_ids)`.
+        `mask` (a calltune.constrain.mask.TokenMask) limits each step to the tokens it allows."""
         logits, cache = self.prefill(ids)
         past, new_ids = len(ids), []
         for _ in range(max_new_tokens):
-            token = int(logits[-1].argmax())
+            scores = logits[-1] if mask is None else mask.apply(logits[-1])
+            token = int(scores.argmax())
+            if mask is not None:
+                mask.consume(token)
             new_ids.append(token)
             if token in end_ids or stop(new_ids):
                 break
@@ -102,7 +107,7 @@ class OnnxEngine:
         eos = GenerationConfig.from_pretrained(export_dir).eos_token_id
         self.eos_ids = set([] if eos is None else [eos] if isinstance(eos, int) else eos)
 
-    def generate(self, prompt: str, max_new_tokens: int, stop: list[str]):
+    def generate(self, prompt: str, max_new_tokens: int, stop: list[str], constraint=None):
         from calltune.evaluate.engines import Generation, cut_at_stop
 
         added = self.tokenizer.get_added_vocab()
@@ -110,7 +115,8 @@ class OnnxEngine:
         texts = [s for s in stop if s not in added]
         ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
         new_ids = self.model.greedy(ids, max_new_tokens, end_ids,
-                                    stop=lambda new: any(t in self.decode(new) for t in texts))
+                                    stop=lambda new: any(t in self.decode(new) for t in texts),
+                                    mask=None if constraint is None else constraint.token_mask(self.tokenizer, max_new_tokens))
         n_tokens = len(new_ids)
         if new_ids and new_ids[-1] in end_ids:
             new_ids = new_ids[:-1]

@@ -23,7 +23,7 @@ MAX_NEW_TOKENS = 10
 def workdir(tmp_path, tiny_gemma_dir):
     models_tree(tmp_path / "models", tiny_gemma_dir)
     write_jsonl(tmp_path / "test.jsonl", EXAMPLES)
-    params_file(tmp_path, evaluate={"max_new_tokens": MAX_NEW_TOKENS, "limit": 3, "threads": 1})
+    params_file(tmp_path, evaluate={"max_new_tokens": MAX_NEW_TOKENS, "limit": 3, "threads": 1, "constrained": False})
     return tmp_path
 
 
@@ -62,6 +62,28 @@ def test_stage_writes_consistent_metrics_predictions_and_plots(workdir, torch_en
     confusion = json.loads((workdir / "plots/confusion/tuned.json").read_text())
     assert confusion == confusion_rows(preds)
     assert result.output.startswith("tuned: 3 examples, exact ")
+
+
+def test_constrained_evaluation_keeps_the_unconstrained_metrics_beside(workdir, torch_engine):
+    """evaluate.constrained (the default when the key is missing): the predictions are the
+    constrained ones, metrics["unconstrained"] the metrics without the constraint."""
+    import yaml
+
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    del params["evaluate"]["constrained"]
+    params["evaluate"]["max_new_tokens"] = 40
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+    result = run(workdir, "tuned")
+    assert result.exit_code == 0, result.output
+    preds = read_predictions(workdir / "predictions/tuned.jsonl")
+    metrics = json.loads((workdir / "metrics/tuned.json").read_text())
+    assert metrics["constrained"] is True and metrics["parse_valid_rate"] == 1.0
+    assert 0 <= metrics["constrained_regenerated"] <= 3
+    fmt = get_format("functiongemma")
+    free = [torch_engine.generate(p.prompt, 40, fmt.stop_strings) for p in preds]
+    assert metrics["unconstrained"]["parse_valid_rate"] == sum(fmt.parse(g.text).ok for g in free) / 3
+    assert "size_mb" not in metrics["unconstrained"] and "exact_match" in metrics["unconstrained"]
+    assert "constrained" in result.output
 
 
 def test_default_output_paths_follow_the_target_name(workdir, monkeypatch):
@@ -146,7 +168,7 @@ def held_out_workdir(workdir, rows, test_files=None):
     (workdir / "tools.json").write_text(_json.dumps([WEATHER, EMAIL]))
     write_jsonl(workdir / "held.jsonl", rows)
     write_jsonl(workdir / "train.jsonl", EXAMPLES[:2])
-    params_file(workdir, evaluate={"max_new_tokens": MAX_NEW_TOKENS, "limit": 0, "threads": 1,
+    params_file(workdir, evaluate={"max_new_tokens": MAX_NEW_TOKENS, "limit": 0, "threads": 1, "constrained": False,
                                    "test_files": test_files or [{"name": "held", "path": str(workdir / "held.jsonl")}]},
                 generate={"tools": str(workdir / "tools.json")})
 

@@ -120,6 +120,10 @@ def post(base: str, path: str, body: bytes) -> tuple[int, dict]:
     ("/v1/chat/completions", b'{"messages": []}', 400, "non-empty list"),
     ("/v1/chat/completions", json.dumps({"messages": TOKYO, "max_tokens": 0}).encode(), 400, "max_tokens"),
     ("/v1/chat/completions", json.dumps({"messages": [{"role": "tool", "content": "x"}]}).encode(), 400, "no earlier"),
+    ("/v1/chat/completions", json.dumps({"messages": TOKYO, "tools": TOOLS, "tool_choice": "often"}).encode(), 400,
+     "tool_choice"),
+    ("/v1/chat/completions", json.dumps({"messages": TOKYO, "tools": TOOLS, "tool_choice": {
+        "type": "function", "function": {"name": "get_time"}}}).encode(), 400, "not among"),
     ("/v1/completions", b"{}", 404, "no route"),
 ])
 def test_bad_requests_get_openai_style_errors(service, path, body, status, message):
@@ -127,6 +131,23 @@ def test_bad_requests_get_openai_style_errors(service, path, body, status, messa
         code, payload = post(base, path, body)
     assert code == status
     assert message in payload["error"]["message"] and payload["error"]["type"] == "invalid_request_error"
+
+
+def test_tool_choice_is_honoured_by_the_constraint(service):
+    """Replies are constrained by default: "none" keeps the taught model from its call, a named
+    function makes it call that one (with the arguments its schema requires)."""
+    assert service.constrain
+    with serving(service) as base:
+        ask = lambda choice: client(base).chat.completions.create(  # noqa: E731
+            model=service.model_name, messages=TOKYO, tools=TOOLS, max_tokens=48, tool_choice=choice).choices[0]
+        auto, none = ask("auto"), ask("none")
+        named = ask({"type": "function", "function": {"name": "send_email"}})
+    assert [c.function.name for c in auto.message.tool_calls] == ["get_weather"]
+    assert none.finish_reason != "tool_calls" and not none.message.tool_calls
+    assert "<start_function_call>" not in (none.message.content or "")
+    assert named.finish_reason == "tool_calls"
+    assert [c.function.name for c in named.message.tool_calls] == ["send_email"]
+    assert set(json.loads(named.message.tool_calls[0].function.arguments)) == {"to"}
 
 
 def test_health_and_models(service):

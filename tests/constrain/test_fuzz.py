@@ -1,0 +1,78 @@
+"""Hypothesis-fuzzed tool schemas: every grammar compiles in llguidance and llama.cpp, and takes a
+valid call of its tool in both chat formats."""
+
+from __future__ import annotations
+
+import json
+
+from constrain_helpers import gbnf_accepts, gbnf_of, lark_accepts
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from calltune.constrain import Constraint
+from calltune.constrain.calls import call_grammar
+from calltune.export.libllama import GrammarSampler
+from calltune.formats import get_format
+from calltune.formats.functiongemma_syntax import format_call
+
+NAMES = st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True)
+TEXT = st.text(st.characters(codec="utf-8", exclude_characters="<", exclude_categories=("Cs", "Cc")), max_size=6)
+LEAVES = st.one_of(
+    st.sampled_from([{"type": t} for t in ("string", "integer", "number", "boolean", "null")]),
+    st.builds(lambda values: {"type": "string", "enum": values}, st.lists(TEXT, min_size=1, max_size=3, unique=True)),
+    st.builds(lambda values: {"enum": values}, st.lists(st.integers(-99, 99), min_size=1, max_size=3, unique=True)),
+    st.just({}),
+    st.just({"type": ["string", "null"]}),
+)
+
+
+def _object(children):
+    return st.builds(lambda props, flags: {"type": "object", "properties": props,
+                                           "required": [k for k, f in zip(props, flags) if f]},
+                     st.dictionaries(NAMES, children, max_size=4), st.lists(st.booleans(), min_size=4, max_size=4))
+
+
+SCHEMAS = st.recursive(LEAVES, lambda children: st.one_of(
+    st.builds(lambda items, low: {"type": "array", "items": items, "minItems": low}, children, st.integers(0, 2)),
+    _object(children),
+    st.builds(lambda options: {"anyOf": options}, st.lists(children, min_size=1, max_size=2)),
+), max_leaves=8)
+TOOLS = st.lists(st.builds(lambda name, params: {"name": name, "parameters": params}, NAMES,
+                           _object(SCHEMAS)), min_size=1, max_size=3, unique_by=lambda t: t["name"])
+
+
+def instance(schema, full: bool):
+    """A value valid under `schema` (full: every optional property too)."""
+    if not isinstance(schema, dict) or not schema:
+        return {"any": [1, "x"]}
+    if "enum" in schema:
+        return schema["enum"][-1]
+    if "anyOf" in schema:
+        return instance(schema["anyOf"][-1], full)
+    kind = schema["type"][0] if isinstance(schema["type"], list) else schema["type"]
+    if kind == "object":
+        return {k: instance(s, full) for k, s in schema["properties"].items() if full or k in schema["required"]}
+    if kind == "array":
+        return [instance(schema["items"], full)] * max(schema["minItems"], 1 if full else 0)
+    return {"string": "a: {b}, [c]", "integer": -12, "number": 2.5, "boolean": True, "null": None}[kind]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                   HealthCheck.too_slow])
+@given(tools=TOOLS, full=st.booleans())
+def test_fuzzed_schemas_compile_and_take_valid_calls(tools, full, gemma_tokenizer, llama_tokenizer, gguf_vocab):
+    fg = call_grammar(get_format("functiongemma"), tools)
+    Constraint(fg).token_mask(gemma_tokenizer)  # raises if llguidance rejects it
+    GrammarSampler(gguf_vocab, gbnf_of(fg, gguf_vocab))  # raises if llama.cpp rejects it
+    tool = tools[-1]
+    arguments = instance(tool["parameters"], full)
+    text = format_call(tool["name"], arguments) + "<start_function_response>"
+    assert lark_accepts(fg, text, gemma_tokenizer), text
+    assert gbnf_accepts(fg, text, gguf_vocab), text
+
+    generic = get_format("generic", tokenizer=llama_tokenizer)
+    grammar = call_grammar(generic, tools)
+    GrammarSampler(gguf_vocab, Constraint(grammar).gbnf())  # the JSON dialect's GBNF parses too (literals)
+    call = {"name": tool["name"], "arguments": arguments}
+    reply = f'<tool_call>\n{json.dumps(call, ensure_ascii=False)}\n</tool_call>\n{generic.stop_strings[0]}'
+    assert lark_accepts(grammar, reply, llama_tokenizer), reply

@@ -97,7 +97,7 @@ def sweep(args, params):
     run = WORK / "runs" / name
     paths = TrainPaths(train=WORK / "data/train.jsonl", valid=WORK / "data/valid.jsonl", base=WORK / "models/base",
                        out=run / "adapter", checkpoints=run / "checkpoints", live=run / "live")
-    summary = run_torch(with_overrides(params, overrides), paths, progress=False, log=False)
+    summary = run_torch(with_overrides(params, overrides), paths, progress=True, log=False)  # the bar shows in its log
     result = {"overrides": overrides, "best_valid_loss": summary["best_valid_loss"], "best_step": summary["best_step"],
               "steps": summary["steps"], "tokens_per_s": summary["tokens_per_s"], "wall_s": summary["wall_s"],
               "curve": [(r["step"], round(r["valid_loss"], 4)) for r in summary["history"] if "valid_loss" in r]}
@@ -134,7 +134,7 @@ def final(args, params):
     cmd = [sys.executable, "-m", "calltune.evaluate.bfcl", str(WORK / "models/fused"),
            "--out", str(WORK / "metrics/bfcl.json"), "--predictions", str(WORK / "predictions/bfcl.jsonl"),
            "--max-new-tokens", str(bfcl["max_new_tokens"]), "--batch-size", str(bfcl["batch_size"]),
-           "--categories", ",".join(bfcl["categories"])]
+           "--categories", ",".join(bfcl["categories"]), "--constrained"]
     if args.limit:
         cmd += ["--limit", str(args.limit)]
     subprocess.run(cmd, check=True, cwd=ROOT)

@@ -211,8 +211,13 @@ def _rates(rows: list[dict]) -> dict:
 
 
 def evaluate_bfcl(engine, fmt, items: list[Item], *, batch_size: int = BATCH_SIZE,
-                  max_new_tokens: int = MAX_NEW_TOKENS, progress: bool = True) -> tuple[list[dict], dict]:
-    """(per-item rows in item order, metrics) of a TorchEngine on `items`."""
+                  max_new_tokens: int = MAX_NEW_TOKENS, progress: bool = True,
+                  constrained: bool = False) -> tuple[list[dict], dict]:
+    """(per-item rows in item order, metrics) of a TorchEngine on `items`. With `constrained`, also
+    the scores under schema-constrained decoding (calltune.constrain), as the main pipeline's
+    evaluate computes them: an output that stays inside its item's grammar is kept, the others are
+    generated again under the constraint; metrics["constrained"] holds them and each row's
+    "constrained" key the constrained row (the same as the free one where it was kept)."""
     from calltune.evaluate.engines import generate_in_batches
 
     prompts = [fmt.prompt(item.messages, item.tools) for item in items]
@@ -228,7 +233,37 @@ def evaluate_bfcl(engine, fmt, items: list[Item], *, batch_size: int = BATCH_SIZ
         "generation": {"seconds": round(seconds, 2), "tokens": tokens,
                        "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else None},
     }
+    if constrained:
+        metrics["constrained"] = constrain_rows(engine, fmt, items, rows, generations, batch_size=batch_size,
+                                                max_new_tokens=max_new_tokens, progress=progress)
     return rows, metrics
+
+
+def constrain_rows(engine, fmt, items: list[Item], rows: list[dict], generations, *, batch_size: int,
+                   max_new_tokens: int, progress: bool) -> dict:
+    """Constrained scores of `items` (evaluate_bfcl's `constrained`); sets rows[i]["constrained"]."""
+    from calltune.constrain import Constraint
+    from calltune.constrain.replay import within_grammar
+    from calltune.constrain.wrapup import wrap_up_tokens
+    from calltune.evaluate.engines import generate_in_batches
+
+    constraints = [Constraint.for_request(fmt, item.tools) for item in items]
+    before_wrap_up = max_new_tokens - wrap_up_tokens(max_new_tokens)
+    redo = [i for i, (c, g) in enumerate(zip(constraints, generations))
+            if g.n_tokens > before_wrap_up
+            or not within_grammar(c, engine.tokenizer, g.text, fmt.stop_strings, truncated=False)]
+    start = time.perf_counter()
+    with tqdm(total=len(redo), desc=f"BFCL {engine.name} constrained", unit="prompt", disable=not progress) as bar:
+        again = generate_in_batches(engine, [fmt.prompt(items[i].messages, items[i].tools) for i in redo],
+                                    max_new_tokens, fmt.stop_strings, batch_size, on_batch=bar.update,
+                                    constraints=[constraints[i] for i in redo])
+    seconds = time.perf_counter() - start
+    constrained = [dict(row) for row in rows]
+    for i, g in zip(redo, again):
+        constrained[i] = score(items[i], fmt, g.text, g.n_tokens)
+    for row, kept in zip(rows, constrained):
+        row["constrained"] = {k: v for k, v in kept.items() if k not in ("id", "category")}
+    return {"categories": summarize(constrained), "regenerated": len(redo), "seconds": round(seconds, 2)}
 
 
 def table(categories: dict) -> str:
@@ -283,9 +318,11 @@ def _categories(values: tuple[str, ...]) -> list[str]:
 @click.option("--format", "format_name", type=click.Choice(["auto", "functiongemma", "generic"]), default="auto",
               show_default=True, help="Chat format; auto reads the model's tokenizer.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for PyTorch.")
+@click.option("--constrained/--no-constrained", default=False, show_default=True,
+              help="Also score under schema-constrained decoding (outputs outside the grammar generated again).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def main(model_dir, out, predictions, categories, limit, batch_size, max_new_tokens, device, format_name,
-         threads, progress):
+         threads, constrained, progress):
     from calltune.evaluate.engines import TorchEngine
     from calltune.formats import get_format
 
@@ -298,7 +335,7 @@ def main(model_dir, out, predictions, categories, limit, batch_size, max_new_tok
         engine = TorchEngine(model_dir, dtype=dtype, device=device, threads=threads, name=model_dir.name)
         fmt = get_format(format_name, tokenizer=engine.tokenizer)
         rows, metrics = evaluate_bfcl(engine, fmt, items, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                                      progress=progress)
+                                      progress=progress, constrained=constrained)
     except InputError as e:
         click.echo(f"error: {e.describe()}", err=True)
         sys.exit(2)
@@ -310,6 +347,9 @@ def main(model_dir, out, predictions, categories, limit, batch_size, max_new_tok
     write_jsonl(predictions, rows)
     write_json(out, metrics)
     click.echo(table(metrics["categories"]))
+    if constrained:
+        click.echo(f"constrained ({metrics['constrained']['regenerated']} generated again):")
+        click.echo(table(metrics["constrained"]["categories"]))
 
 
 if __name__ == "__main__":

@@ -147,16 +147,20 @@ class TorchEngine:
 
 
 def generate_in_batches(engine: TorchEngine, prompts: list[str], max_new_tokens: int, stop: list[str],
-                        batch_size: int, on_batch: Callable[[int], None] | None = None) -> list[Generation]:
+                        batch_size: int, on_batch: Callable[[int], None] | None = None,
+                        constraints: list | None = None) -> list[Generation]:
     """engine.generate_batch over `prompts` in batches of similar length, so little padding is
     computed; longest first, so running out of memory shows at once. Results in prompt order;
-    `on_batch(n)` is called after each batch of n prompts (a progress bar)."""
+    `on_batch(n)` is called after each batch of n prompts (a progress bar); `constraints` (one per
+    prompt, or None) as generate_batch's."""
     lengths = [len(engine.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
     results: list[Generation | None] = [None] * len(prompts)
     for start in range(0, len(order), batch_size):
         chunk = order[start:start + batch_size]
-        for i, generation in zip(chunk, engine.generate_batch([prompts[i] for i in chunk], max_new_tokens, stop)):
+        extra = {} if constraints is None else {"constraints": [constraints[i] for i in chunk]}
+        for i, generation in zip(chunk, engine.generate_batch([prompts[i] for i in chunk], max_new_tokens, stop,
+                                                              **extra)):
             results[i] = generation
         if on_batch:
             on_batch(len(chunk))

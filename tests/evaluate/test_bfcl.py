@@ -196,10 +196,11 @@ def test_cli_end_to_end_on_a_tiny_model(tiny_gemma_dir, tmp_path):
     out, preds = tmp_path / "m" / "metrics.json", tmp_path / "p" / "preds.jsonl"
     result = CliRunner().invoke(bfcl.main, [str(tiny_gemma_dir), "--out", str(out), "--predictions", str(preds),
                                             "--limit", "2", "--max-new-tokens", "4", "--device", "cpu",
-                                            "--batch-size", "5", "--threads", "1", "--no-progress"])
+                                            "--batch-size", "5", "--threads", "1", "--no-progress", "--constrained"])
     assert result.exit_code == 0, result.output
     metrics = json.loads(out.read_text())
     assert list(metrics["categories"]) == [*bfcl.CATEGORIES, "all"]
+    assert metrics["constrained"]["categories"]["all"]["n"] == 10 and "constrained (" in result.output
     assert all(m["n"] == 2 for c, m in metrics["categories"].items() if c != "all")
     assert metrics["categories"]["all"]["n"] == 10 and metrics["format"] == "functiongemma"
     assert (metrics["device"], metrics["dtype"], metrics["limit"]) == ("cpu", "float32", 2)
@@ -209,6 +210,34 @@ def test_cli_end_to_end_on_a_tiny_model(tiny_gemma_dir, tmp_path):
                             "calltune_reason", "bfcl_correct", "bfcl_reason", "agree"}
     assert all(0 < r["n_generated_tokens"] <= 4 for r in rows)
     assert "| irrelevance | 2 |" in result.output
+
+
+def test_constrained_rows_keep_valid_outputs_and_regenerate_the_others(items, engine):
+    """A free output inside the grammar is kept as it is; an undeclared tool, a wrong type, an unknown
+    argument or a cut-off call is generated again under the constraint, which parses and names only
+    declared tools, with only declared arguments (the tiny model's weights are random)."""
+    from calltune.evaluate.engines import Generation
+
+    chosen = [items[i] for i in ("simple_python_63", "simple_python_63", "parallel_0", "irrelevance_0", "multiple_0")]
+    free = [output((SIMILARITY, {"species1": "Human", "species2": "Chimp"})),  # valid: kept
+            output(("no_such_tool", {"x": 1})),  # undeclared tool
+            output(("spotify_play", {"artist": "Maroon 5", "duration": "long"})),  # a string for an integer
+            "I cannot help with that.",  # text: valid, kept
+            output((SIMILARITY, {"species1": "Human"}))[:-5]]  # cut off mid-call
+    generations = [Generation(text, 8) for text in free]
+    rows = [bfcl.score(item, FMT, g.text, g.n_tokens) for item, g in zip(chosen, generations)]
+    result = bfcl.constrain_rows(engine, FMT, chosen, rows, generations, batch_size=4, max_new_tokens=64,
+                                 progress=False)
+    assert result["regenerated"] == 3 and result["categories"]["all"]["n"] == 5
+    assert rows[0]["constrained"]["raw_output"] == free[0] and rows[3]["constrained"]["raw_output"] == free[3]
+    for item, row in zip(chosen, rows):
+        kept = row["constrained"]
+        assert kept["parse_error"] is None, kept
+        declared = {t["function"]["name"]: t["function"]["parameters"] for t in item.tools}
+        for call in kept["calls"]:
+            assert call["name"] in declared
+            assert set(call["arguments"]) <= set(declared[call["name"]]["properties"])
+    assert rows[1]["parse_error"] is None and not rows[1]["calltune_correct"]  # the free row is unchanged
 
 
 def test_cli_bad_input_fails_cleanly_and_writes_nothing(tiny_gemma_dir, tmp_path):

@@ -66,7 +66,8 @@ def build_corpus(cfg: dict, seed: int) -> Corpus:
             raise InputError("the tool bank shares a function name or question with held-out BFCL data",
                              path=leaked[0].path, line=leaked[0].line)
         sources += [("toolbank", ex) for ex in bank]
-    composed = compose_parallel([ex for _, ex in sources], cfg["compose_parallel"], rng)
+    composed = compose_parallel([ex for _, ex in sources], cfg["compose_parallel"], rng,
+                                cfg.get("compose_max_parts", 2))
     report["composed_parallel"] = len(composed)
     sources += [("composed", ex) for ex in composed]
     pool = distractor_pool(ex for _, ex in sources)
@@ -103,33 +104,47 @@ def build_corpus(cfg: dict, seed: int) -> Corpus:
 _JOINS = ("{a} Also, {b}", "{a} And {b}", "{a}; {b}", "{a} Then {b}", "{a}\n{b}", "{a} Plus: {b}")
 
 
-def compose_parallel(examples: list[Example], n: int, rng: random.Random) -> list[Example]:
-    """`n` parallel-call rows made by joining two single-call requests into one message: half from
-    two requests for the same tool (parallel), half from two different tools (parallel multiple).
-    The prompt declares the union of both requests' tools; requests with history or a system text,
-    or whose tool lists disagree on a shared name, are not joined."""
+def compose_parallel(examples: list[Example], n: int, rng: random.Random, max_parts: int = 2) -> list[Example]:
+    """`n` parallel-call rows made by joining 2..`max_parts` single-call requests into one message
+    (the count uniform in that range): half from requests for the same tool (parallel), half from
+    any tools (parallel multiple). The prompt declares the union of the requests' tools; requests
+    with history or a system text, or whose tool lists disagree on a shared name, are not joined."""
     singles = [ex for ex in examples if len(ex.calls) == 1 and not ex.history and not ex.system
                and ex.tool_results is None and len(ex.query) < 400]
     by_tool: dict[str, list[Example]] = {}
     for ex in singles:
         by_tool.setdefault(ex.calls[0]["name"], []).append(ex)
-    repeatable = sorted(name for name, exs in by_tool.items() if len(exs) > 1)
     out, tries = [], 0
-    while len(out) < n and singles and tries < 20 * n:
+    while len(out) < n and len(singles) > 1 and tries < 20 * n:
         tries += 1
+        k = 2 if max_parts <= 2 else rng.randint(2, max_parts)
+        repeatable = sorted(name for name, exs in by_tool.items() if len(exs) >= k)
         if len(out) % 2 == 0 and repeatable:
-            a, b = rng.sample(by_tool[rng.choice(repeatable)], 2)
+            parts = rng.sample(by_tool[rng.choice(repeatable)], k)
         else:
-            a, b = rng.sample(singles, 2)
-        tools = {tool_name(t): t for t in a.tools}
-        if any(tools.get(tool_name(t), t) != t for t in b.tools) or a.query.strip() == b.query.strip():
-            continue
-        tools.update({tool_name(t): t for t in b.tools})
-        second = b.query.strip()
-        query = rng.choice(_JOINS).format(a=a.query.strip(), b=second[:1].lower() + second[1:])
-        out.append(replace(a, query=query, calls=a.calls + b.calls, tools=list(tools.values()), line=None,
-                           path=f"{a.source}+{b.source}", answer=None))
+            parts = rng.sample(singles, min(k, len(singles)))
+        if (joined := _join(parts, rng)) is not None:
+            out.append(joined)
     return out
+
+
+def _join(parts: list[Example], rng: random.Random) -> Example | None:
+    """One request asking for every part's call, or None where the parts' tools disagree on a name
+    or two parts ask the same question."""
+    first = parts[0]
+    tools = {tool_name(t): t for t in first.tools}
+    queries = {first.query.strip()}
+    text, calls = first.query.strip(), list(first.calls)
+    for part in parts[1:]:
+        if any(tools.get(tool_name(t), t) != t for t in part.tools) or part.query.strip() in queries:
+            return None
+        tools.update({tool_name(t): t for t in part.tools})
+        queries.add(part.query.strip())
+        nxt = part.query.strip()
+        text = rng.choice(_JOINS).format(a=text, b=nxt[:1].lower() + nxt[1:])
+        calls += part.calls
+    return replace(first, query=text, calls=calls, tools=list(tools.values()), line=None,
+                   path="+".join(p.source for p in parts), answer=None)
 
 
 # Name words of tools that could serve almost any request (a web search, a free-form answer), or that

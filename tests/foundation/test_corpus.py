@@ -120,6 +120,23 @@ def test_composed_rows_join_two_requests_with_both_calls():
     assert any(row.calls[0]["name"] != row.calls[1]["name"] for row in composed)
 
 
+def test_composed_rows_of_up_to_max_parts_requests_carry_every_call():
+    """BFCL's held-out parallel items ask for 2-8 calls (45% three or more): compose_max_parts
+    joins up to that many requests, each part's question and call kept, in order."""
+    singles = [example(f"Weather in city {i}", ["get_weather"], ["get_weather"]) for i in range(6)]
+    singles += [example(f"Play song {i}", ["play_song"], ["play_song", "pause"]) for i in range(6)]
+    composed = compose_parallel(singles, 40, random.Random(0), max_parts=4)
+    assert len(composed) == 40
+    assert {len(row.calls) for row in composed} == {2, 3, 4}
+    for row in composed:
+        assert row.query.count("city") + row.query.count("song") == len(row.calls)
+        assert {c["name"] for c in row.calls} <= {tool_name(t) for t in row.tools}
+    same = [row for row in composed if len({c["name"] for c in row.calls}) == 1]
+    assert any(len(row.calls) == 4 for row in same)  # one tool asked for four times (BFCL "parallel")
+    assert compose_parallel(singles, 10, random.Random(0)) == compose_parallel(singles, 10, random.Random(0),
+                                                                               max_parts=2)
+
+
 def test_own_tools_subset_keeps_called_ones_and_only_needed_offers_nothing_else():
     ex = example("Play jazz", ["play_music"], ["play_music", "pause", "skip", "shuffle", "volume"])
     cfg = {"distractors_max": 0, "max_tools": 16, "own_tools": "subset", "only_needed": 0.0}

@@ -18,6 +18,8 @@ under its call grammar (calltune.constrain), so every call names a declared tool
 its schema allows, and `tool_choice` is honoured: "auto" (calls or text), "none" (text only),
 "required" (calls only) or {"type": "function", "function": {"name": N}} (calls of N only).
 llama-server gets the grammar as GBNF in its `grammar` field; the in-process engines mask tokens.
+In a budget's last steps every engine closes what is open (calltune.constrain.wrapup), so a
+max_tokens that leaves room for the call's closing tokens returns the call, not a cut-off one.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import click
+import numpy as np
 
 from calltune.errors import InputError
 from calltune.evaluate.engines import cut_at_stop
@@ -88,7 +91,15 @@ class LlamaServerBackend:
     comes back with its control tokens, cut before the first stop string like the engines' text.
 
     `tool_choice: "none"` keeps llama-server from parsing calls itself: it has no FunctionGemma
-    parser, and the one it derives from the template rejects valid calls (HTTP 500)."""
+    parser, and the one it derives from the template rejects valid calls (HTTP 500).
+
+    Under a constraint the budget's last wrap_up_tokens steps close what is open, as in the
+    in-process engines (calltune.constrain.wrapup): llama-server generates under the grammar up to
+    the wrap-up; if the reply is not finished by then, calltune continues it token by token with
+    the grammar sampler on the GGUF's vocabulary, taking the grammar's closers where allowed and
+    otherwise the best allowed of llama-server's top next tokens (`/completion`, `n_probs`)."""
+
+    TOP_TOKENS = 64  # next-token candidates asked of llama-server in the wrap-up
 
     def __init__(self, base_url: str, fmt, timeout: float = 600, vocabulary=None):
         self.base_url, self.fmt, self.timeout = base_url, fmt, timeout
@@ -96,9 +107,11 @@ class LlamaServerBackend:
 
     def complete(self, prompt: str, messages: list[dict], tools: list[dict], max_tokens: int,
                  constraint=None) -> Completion:
+        from calltune.constrain.wrapup import wrap_up_tokens
         from calltune.formats.generic import template_messages
 
-        body = {"messages": template_messages(messages), "max_tokens": max_tokens, "temperature": 0,
+        wrap_up = wrap_up_tokens(max_tokens) if constraint is not None and self.vocabulary is not None else 0
+        body = {"messages": template_messages(messages), "max_tokens": max_tokens - wrap_up, "temperature": 0,
                 "stop": self.fmt.stop_strings, "cache_prompt": True}
         if tools:
             body |= {"tools": tools, "tool_choice": "none"}
@@ -108,8 +121,61 @@ class LlamaServerBackend:
             body["grammar"] = constraint.gbnf(ends, tokens)
         reply = post_json(f"{self.base_url}/v1/chat/completions", body, self.timeout)
         usage = reply.get("usage") or {}
-        text = cut_at_stop(reply["choices"][0]["message"].get("content") or "", self.fmt.stop_strings)
-        return Completion(text, usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0))
+        choice = reply["choices"][0]
+        text = cut_at_stop(choice["message"].get("content") or "", self.fmt.stop_strings)
+        n_tokens = usage.get("completion_tokens", 0)
+        if wrap_up and choice.get("finish_reason") == "length":
+            closing = self.wrap_up(prompt, text, constraint, wrap_up)
+            text = cut_at_stop(text + self._decode(closing), self.fmt.stop_strings)
+            n_tokens += len(closing)
+        return Completion(text, usage.get("prompt_tokens", 0), n_tokens)
+
+    def wrap_up(self, prompt: str, text: str, constraint, steps: int) -> list[int]:
+        """Up to `steps` token ids that close the constrained reply `text` of `prompt`."""
+        from calltune.export.gguf_runtime import LlamaCppEngine
+
+        vocab = self.vocabulary
+        # the in-process engine's own construction, on the vocabulary alone (it reads .model and .tokenize)
+        sampler = LlamaCppEngine.grammar_sampler(VocabularyOnly(vocab), constraint)
+        so_far = vocab.tokenize(text, special=True)
+        for token in so_far:  # the reply's text as tokens; the grammar matches text, so any tokenization fits
+            if not sampler.allowed([token])[0]:
+                return []  # not the text llama-server's grammar produced: leave the reply as it is
+            sampler.accept(token)
+        context, out = vocab.tokenize(prompt, special=True) + so_far, []
+        while len(out) < steps:
+            token = sampler.best(self.next_logits(context + out), wrap_up=True)  # a closer where one is allowed
+            if token is None:
+                break
+            sampler.accept(token)
+            out.append(token)
+            if vocab.is_end(token) or any(s in self._decode(out) for s in self.fmt.stop_strings):
+                break
+        return out
+
+    def next_logits(self, ids: list[int]) -> np.ndarray:
+        """Scores of the next token after `ids` for llama-server's top candidates (their log-probabilities,
+        which order tokens as the logits do), very low for every other token."""
+        reply = post_json(f"{self.base_url}/completion",
+                          {"prompt": ids, "n_predict": 1, "n_probs": self.TOP_TOKENS, "temperature": 0,
+                           "cache_prompt": True, "samplers": []}, self.timeout)
+        logits = np.full(self.vocabulary.n_vocab, -1e9, dtype=np.float32)
+        for candidate in reply["completion_probabilities"][0]["top_logprobs"]:
+            logits[candidate["id"]] = candidate["logprob"]
+        return logits
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.vocabulary.detokenize(ids, special=True).decode("utf-8", errors="replace")
+
+
+class VocabularyOnly:
+    """A GGUF's vocabulary (libllama.Model loaded vocab_only) with the engine's tokenize."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.model.tokenize(text, special=True)
 
 
 def post_json(url: str, body: dict, timeout: float) -> dict:

@@ -150,6 +150,27 @@ def test_tool_choice_is_honoured_by_the_constraint(service):
     assert set(json.loads(named.message.tool_calls[0].function.arguments)) == {"to"}
 
 
+@pytest.mark.parametrize(("max_tokens", "finish"), [(14, "length"), (18, "tool_calls"), (36, "tool_calls")])
+def test_llama_server_wraps_up_like_the_in_process_engine(tool_ggufs, llama_server_binary, max_tokens, finish):
+    """Under a tight budget the constrained reply is closed in its last steps (constrain.wrapup), not cut
+    off: llama-server's backend finishes it exactly as llama.cpp in-process does (14 tokens are too
+    few for a whole call of this model: both stop one token short of <end_function_call>)."""
+    request = {"messages": TOKYO, "tools": TOOLS, "max_tokens": max_tokens,
+               "tool_choice": {"type": "function", "function": {"name": "send_email"}}}
+    gguf = tool_ggufs[1] / gguf_name("q8_0")
+    replies = {}
+    for engine in ("llama-server", "llama-cpp"):
+        with open_service(gguf, engine, threads=2, n_ctx=2048) as service:
+            reply = service.reply(request)
+        replies[engine] = (reply.content, [c["function"] for c in reply.tool_calls], reply.finish_reason,
+                           reply.completion_tokens)
+    assert replies["llama-server"] == replies["llama-cpp"]
+    content, calls, finish_reason, completion_tokens = replies["llama-server"]
+    assert finish_reason == finish and completion_tokens <= max_tokens
+    if finish == "tool_calls":
+        assert [c["name"] for c in calls] == ["send_email"] and "to" in json.loads(calls[0]["arguments"])
+
+
 def test_health_and_models(service):
     with serving(service) as base:
         with urllib.request.urlopen(f"{base}/health", timeout=10) as r:

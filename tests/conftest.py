@@ -60,3 +60,8 @@ def llama_server_binary() -> Path:
         if os.environ.get("CALLTUNE_REQUIRE_LLAMA_SERVER") == "1":
             pytest.fail(str(e))
         pytest.skip(str(e))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "js: runs web/ code or the exported model in Node or headless Chromium "
+                                       "(needs .ci/install_js.sh: npm packages and Debian's chromium)")

@@ -1,6 +1,8 @@
 // The page: load the exported model with Transformers.js (WASM), take a request, show the tool call.
 // Query parameters: ?dtype=fp32|fp16|q8|q4 (default q4) picks onnx/model.onnx, model_fp16.onnx,
-// model_quantized.onnx or model_q4.onnx; ?tokens=N bounds generation (default 64).
+// model_quantized.onnx or model_q4.onnx; ?tokens=N bounds generation (default 64). When the server
+// has the tools' call grammar (/grammar.json, serve.mjs --grammar) replies are decoded under it
+// (web/grammar.js); ?constrain=0 turns that off.
 
 import * as transformers from '/vendor/transformers/transformers.js';
 
@@ -9,6 +11,7 @@ import { callTools, loadToolCaller } from './toolcall.js';
 const query = new URLSearchParams(location.search);
 const dtype = query.get('dtype') ?? 'q4';
 const maxNewTokens = Number(query.get('tokens') ?? 64);
+const constrain = query.get('constrain') !== '0';
 const $ = (id) => document.getElementById(id);
 
 function setState(state, message) {
@@ -44,6 +47,14 @@ async function loadTools() {
   return tools;
 }
 
+/** The tools' call grammar (null: the server has none, or ?constrain=0). */
+async function loadGrammar() {
+  if (!constrain) return null;
+  const response = await fetch('/grammar.json');
+  if (!response.ok) throw new Error(`grammar.json: HTTP ${response.status}`);
+  return response.json();
+}
+
 function progress(event) {
   if (event.status === 'progress' && event.file?.endsWith('.onnx')) {
     $('status').textContent = `Loading ${event.file}: ${Math.round(event.progress)}%`;
@@ -63,7 +74,9 @@ function show(result) {
 async function main() {
   configure();
   $('dtype').textContent = dtype;
-  const [tools, caller] = await Promise.all([loadTools(), loadToolCaller(transformers, 'model', { dtype, device: 'wasm', progress })]);
+  const [tools, grammar, caller] = await Promise.all([loadTools(), loadGrammar(),
+    loadToolCaller(transformers, 'model', { dtype, device: 'wasm', progress })]);
+  $('constrained').textContent = grammar ? 'constrained to the tools\' schemas' : 'unconstrained';
   setState('ready', `Ready (${self.crossOriginIsolated ? 'cross-origin isolated, threaded' : 'single thread'}).`);
   $('send').disabled = false;
   $('ask').addEventListener('submit', async (event) => {
@@ -71,7 +84,7 @@ async function main() {
     $('send').disabled = true;
     setState('busy', 'Generating…');
     try {
-      const result = await callTools(caller, $('request').value.trim(), tools, { maxNewTokens });
+      const result = await callTools(caller, $('request').value.trim(), tools, { maxNewTokens, grammar });
       show(result);
       setState('done', result.calls.length ? `Called ${result.calls.map((c) => c.name).join(', ')}.` : 'No tool call.');
     } catch (error) {

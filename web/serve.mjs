@@ -2,9 +2,11 @@
 // give the page cross-origin isolation (WASM threads).
 //
 //   node web/serve.mjs [--model models/onnx_quantized] [--tools data/tools.json] [--port 8000]
+//                      [--grammar web-grammar.json]   (`python -m calltune.web_grammar data/tools.json`)
 //
 //   /                  web/index.html        /web/...      this directory
 //   /model/...         the exported model    /tools.json   the tool definitions
+//   /grammar.json      the tools' call grammar (--grammar), the page decodes under it; else null
 //   /vendor/transformers/...  @huggingface/transformers/dist   /vendor/ort/...  onnxruntime-web/dist
 // Prints "serving http://127.0.0.1:PORT/" when ready; stops on SIGINT / SIGTERM.
 
@@ -35,6 +37,7 @@ const { values: args } = parseArgs({
     model: { type: 'string', default: path.join(ROOT, 'models', 'onnx_quantized') },
     tools: { type: 'string', default: path.join(ROOT, 'data', 'tools.json') },
     port: { type: 'string', default: '8000' },
+    grammar: { type: 'string' },
   },
 });
 
@@ -45,6 +48,7 @@ const mounts = [
   ['/web/', WEB],
 ];
 const files = { '/': path.join(WEB, 'index.html'), '/tools.json': path.resolve(args.tools) };
+if (args.grammar) files['/grammar.json'] = path.resolve(args.grammar);
 
 /** The file a URL path names, or null when it is outside every mount. */
 function resolve(urlPath) {
@@ -70,6 +74,10 @@ const server = http.createServer((req, res) => {
   } catch {
     return send(res, 400, 'bad request');
   }
+  if (urlPath === '/grammar.json' && !args.grammar) { // no grammar: the page decodes unconstrained
+    res.writeHead(200, { ...HEADERS, 'Content-Type': 'application/json' });
+    return res.end('null');
+  }
   const file = resolve(urlPath);
   fs.stat(file ?? '', (err, stat) => {
     if (err || !stat.isFile()) return send(res, 404, `not found: ${urlPath}`);
@@ -81,7 +89,8 @@ const server = http.createServer((req, res) => {
 });
 
 server.listen(Number(args.port), '127.0.0.1', () => {
-  console.log(`serving http://127.0.0.1:${server.address().port}/ (model ${path.resolve(args.model)})`);
+  console.log(`serving http://127.0.0.1:${server.address().port}/ (model ${path.resolve(args.model)}` +
+    `${args.grammar ? `, constrained by ${path.resolve(args.grammar)}` : ''})`);
 });
 for (const signal of ['SIGINT', 'SIGTERM']) {
   process.on(signal, () => {

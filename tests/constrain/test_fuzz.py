@@ -1,11 +1,14 @@
 """Hypothesis-fuzzed tool schemas: every grammar compiles in llguidance and llama.cpp, and takes a
-valid call of its tool in both chat formats."""
+valid call of its tool in both chat formats; web/grammar.js (the browser's engine, in Node) takes the
+same calls and refuses them made invalid."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from constrain_helpers import gbnf_accepts, gbnf_of, lark_accepts
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -76,3 +79,49 @@ def test_fuzzed_schemas_compile_and_take_valid_calls(tools, full, gemma_tokenize
     call = {"name": tool["name"], "arguments": arguments}
     reply = f'<tool_call>\n{json.dumps(call, ensure_ascii=False)}\n</tool_call>\n{generic.stop_strings[0]}'
     assert lark_accepts(grammar, reply, llama_tokenizer), reply
+
+
+WEB_WEATHER = [{"type": "function", "function": {
+    "name": "get_weather", "description": "Weather for a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"},
+                                                    "unit": {"type": "string", "enum": ["C", "F"]},
+                                                    "days": {"type": "integer"}},
+                   "required": ["city"]}}}]
+
+
+@pytest.mark.js
+def test_fuzzed_schemas_take_valid_calls_and_refuse_invalid_ones(tiny_gemma_dir):
+    """The same fuzzed schemas and valid calls as tests/constrain/test_fuzz.py (where llguidance and
+    llama.cpp take them), through web/grammar.js; each call turned invalid must be refused."""
+    from js_helpers import require_js, run_node
+
+    from calltune.web_grammar import web_grammar
+
+    require_js()
+    cases = []
+
+    @settings(max_examples=40, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(tools=TOOLS, full=st.booleans())
+    def collect(tools, full):
+        tool = tools[-1]
+        grammar = web_grammar(tools)
+        arguments = instance(tool["parameters"], full)
+        cases.append((grammar, format_call(tool["name"], arguments), True))
+        cases.append((grammar, format_call("undeclared_tool", arguments), False))
+        cases.append((grammar, format_call(tool["name"], {**arguments, "zz unknown": 1}), False))
+
+    collect()
+    cases += [(web_grammar(WEB_WEATHER), format_call("get_weather", {"city": "Oslo", "unit": "K"}), False),  # enum
+              (web_grammar(WEB_WEATHER), format_call("get_weather", {"city": "Oslo", "days": 1.5}), False),  # type
+              (web_grammar(WEB_WEATHER), format_call("get_weather", {"unit": "C"}), False),  # required
+              (web_grammar(WEB_WEATHER, "none"), format_call("get_weather", {"city": "Oslo"}), False)]
+    job = [{"grammar": g, "text": text + "<start_function_response>"} for g, text, _ in cases]
+    job += [{"grammar": web_grammar(WEB_WEATHER, choice), "text": "It is sunny.<end_of_turn>"} for choice in ("auto", "required")]
+    expected = [valid for _, _, valid in cases] + [True, False]
+    results = run_node(Path(__file__).resolve().parents[1] / "export" / "grammar_driver.mjs",
+                       stdin=json.dumps({"tokenizer_dir": str(tiny_gemma_dir), "cases": job}))
+    assert len(results) == len(job)
+    # valid: taken whole; invalid: refused at some token (not merely left unfinished)
+    wrong = [(case["text"], r) for case, r, valid in zip(job, results, expected)
+             if (r["accepts"] if valid else r["at"] is not None) is not True]
+    assert not wrong, wrong[:5]

@@ -18,11 +18,6 @@ def tool_ggufs(taught_gemma_dir, tmp_path_factory):
 
 # --- ONNX fixtures (fuse / ONNX export / quantize / Node / browser tests) --------------------------
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "js: runs the exported model in Node or headless Chromium (needs "
-                                       ".ci/install_js.sh: npm packages and Debian's chromium)")
-
-
 @pytest.fixture(scope="session")
 def tool_onnx(tiny_gemma_dir, taught_gemma_dir, tmp_path_factory):
     """The taught tiny model through the pipeline: fuse (a full fine-tune) -> ONNX -> quantized.

@@ -41,10 +41,12 @@ def run_node(script: Path, *args: str, stdin: str | None = None, timeout: float 
 
 
 @contextlib.contextmanager
-def web_server(model_dir: Path, tools_file: Path):
-    """web/serve.mjs on 127.0.0.1 and a free port; yields the base URL, stops the server after."""
+def web_server(model_dir: Path, tools_file: Path, grammar_file: Path | None = None):
+    """web/serve.mjs on 127.0.0.1 and a free port (with the tools' call grammar, if given); yields
+    the base URL, stops the server after."""
     server = subprocess.Popen(["node", str(ROOT / "web" / "serve.mjs"), "--model", str(model_dir),
-                               "--tools", str(tools_file), "--port", "0"],
+                               "--tools", str(tools_file), "--port", "0",
+                               *(["--grammar", str(grammar_file)] if grammar_file else [])],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         line = server.stdout.readline()

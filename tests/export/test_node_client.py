@@ -41,3 +41,44 @@ def test_node_generates_what_python_generates(tool_onnx, variant):
         if name and variant != "q4":  # the taught calls survive fp16 and 8-bit weights
             assert result["calls"] == [{"name": name, "arguments": arguments}]
     print(f"\nnode {variant}: " + "; ".join(f"{r['calls'] or r['content'][:30]!r} {r['seconds']:.2f}s" for r in results))
+
+
+# The taught model calls get_weather{location:...}; these tools declare it otherwise, so unconstrained
+# it makes calls no schema allows, and the constraint must turn them into valid ones.
+RENAMED = [{"type": "function", "function": {
+    "name": "get_weather", "description": "Weather for a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"},
+                                                    "unit": {"type": "string", "enum": ["C", "F"]},
+                                                    "days": {"type": "integer"}},
+                   "required": ["city", "unit"]}}}]
+
+
+@pytest.mark.parametrize(("tools", "choice"), [(TOOLS, "auto"), (RENAMED, "auto"), (TOOLS, "send_email")],
+                         ids=["auto", "renamed", "named"])
+def test_node_constrained_generates_what_python_constrained_generates(tool_onnx, tools, choice):
+    """web/grammar.js under `python -m calltune.web_grammar`'s JSON makes exactly the calls the Python
+    onnxruntime engine makes under llguidance's mask of the same grammar, and they are valid."""
+    from constrain.constrain_helpers import call_errors
+
+    from calltune.constrain import Constraint
+    from calltune.web_grammar import web_grammar
+
+    require_js()
+    _, onnx_dir, _, _ = tool_onnx
+    tool_choice = choice if choice == "auto" else {"type": "function", "function": {"name": choice}}
+    queries = [query for query, _, _ in REQUESTS]
+    job = {"model_dir": str(onnx_dir), "dtype": "fp32", "tools": tools, "max_new_tokens": MAX_NEW_TOKENS,
+           "requests": queries, "grammar": web_grammar(tools, tool_choice)}
+    results = run_node(ROOT / "web" / "node_client.mjs", stdin=json.dumps(job))
+    python = OnnxEngine(onnx_dir)
+    free = [python.generate(FMT.prompt(conversation(q), tools), MAX_NEW_TOKENS, FMT.stop_strings).text for q in queries]
+    for query, result, unconstrained in zip(queries, results, free):
+        expected = python.generate(FMT.prompt(conversation(query), tools), MAX_NEW_TOKENS, FMT.stop_strings,
+                                   constraint=Constraint.for_request(FMT, tools, tool_choice))
+        assert result["constrained"] and result["text"] == expected.text, (query, unconstrained)
+        parsed = FMT.parse(result["text"])
+        assert parsed.ok and call_errors(parsed.calls, tools) == [], result["text"]
+        if choice != "auto":
+            assert [c["name"] for c in parsed.calls] == [choice]
+    if tools is RENAMED:  # the constraint had something to fix
+        assert any(call_errors(FMT.parse(text).calls, tools) or not FMT.parse(text).ok for text in free)

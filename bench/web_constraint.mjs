@@ -7,19 +7,13 @@
 // Prints one JSON line: {vocabulary_s, tokens, agree_ms_per_token, walk_ms: [...], top_ms: [...]}.
 // Run by bench/web_constraint.py.
 
-import path from 'node:path';
 import { text } from 'node:stream/consumers';
 
-import * as transformers from '@huggingface/transformers';
-
 import { Constraint, Vocabulary } from '../web/grammar.js';
+import { localTokenizer } from '../web/node_local.mjs';
 
 const job = JSON.parse(await text(process.stdin));
-const dir = path.resolve(job.tokenizer_dir);
-transformers.env.allowRemoteModels = false;
-transformers.env.allowLocalModels = true;
-transformers.env.localModelPath = path.dirname(dir) + path.sep;
-const tokenizer = await transformers.AutoTokenizer.from_pretrained(path.basename(dir));
+const tokenizer = await localTokenizer(job.tokenizer_dir);
 
 let started = performance.now();
 const vocabulary = new Vocabulary(tokenizer);

@@ -8,6 +8,8 @@ for the FunctionGemma format, with its required-keys-only form for the end of th
 {"grammar": G, "minimal": G}, each G {"root", "rules": {name: node}, "closers", "string_closers"}.
 A node is one of {"lit": text}, {"token": text}, {"text": {"avoid", "min_chars"}},
 {"json_chars": {"avoid"}}, {"char_run": {"exclude"}}, {"number": {"integer", "max_digits"}},
+{"char_class": {"ranges": [[low, high]], "negate"}} (negated: never a marker, quote, backslash or
+control character; a schema pattern's characters),
 {"seq": [nodes]}, {"alt": [nodes]}, {"repeat": node, "min", "max"} or {"ref": rule}.
 web/grammar.js enforces it on Transformers.js's generation.
 """
@@ -20,7 +22,8 @@ from pathlib import Path
 import click
 
 from calltune.constrain import Constraint
-from calltune.constrain.grammar import Alt, CharRun, Grammar, JsonChars, Lit, Number, Ref, Repeat, Seq, Text, Token
+from calltune.constrain.grammar import (Alt, CharClass, CharRun, Grammar, JsonChars, Lit, Number, Pattern, Ref, Repeat,
+                                        Seq, Text, Token)
 from calltune.errors import InputError
 
 
@@ -38,6 +41,10 @@ def node_json(node) -> dict:
         return {"char_run": {"exclude": node.exclude}}
     if isinstance(node, Number):
         return {"number": {"integer": node.integer, "max_digits": node.max_digits}}
+    if isinstance(node, CharClass):
+        return {"char_class": {"ranges": [[low, high] for low, high in node.ranges], "negate": node.negate}}
+    if isinstance(node, Pattern):
+        return node_json(node.body)
     if isinstance(node, Seq):
         return {"seq": [node_json(item) for item in node.items]}
     if isinstance(node, Alt):

@@ -6,16 +6,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
+
+from constrain.constrain_helpers import WEATHER
 
 from calltune.web_grammar import web_grammar
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
-WEATHER = [{"type": "function", "function": {
-    "name": "get_weather", "description": "Weather for a city.",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"},
-                                                    "unit": {"type": "string", "enum": ["C", "F"]},
-                                                    "days": {"type": "integer"}},
-                   "required": ["city"]}}}]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

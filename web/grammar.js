@@ -20,6 +20,8 @@ const TOP_CANDIDATES = 64; // checked first, in score order; the vocabulary walk
 const WRAP_UP_TOKENS = 24; // as calltune.constrain.wrapup
 const TEXT_PROBES = ['Q', '~', '#'];
 const BYTE_TOKEN = /^<0x[0-9A-F]{2}>$/;
+// as calltune.constrain.grammar: what a negated character class never takes
+const UNSAFE_IN_PATTERNS = '<>"\\' + String.fromCharCode(...Array.from({ length: 32 }, (_, i) => i)) + '\x7f';
 
 const isSymbolOfSpecial = (ch) => ch.charCodeAt(0) >= SPECIAL_BASE && ch.charCodeAt(0) < 0xf900;
 
@@ -75,6 +77,16 @@ const ATOMS = {
     },
     end: (a, s) => s.esc === 0,
     more: () => true,
+  },
+  char_class: { // one character of the ranges (negated: of none, never an unsafe one): a schema pattern's
+    init: () => 0,
+    step: (a, n, ch) => {
+      if (n || isSymbolOfSpecial(ch)) return null;
+      const inRanges = a.ranges.some(([low, high]) => ch.codePointAt(0) >= low.codePointAt(0) && ch.codePointAt(0) <= high.codePointAt(0));
+      return (a.negate ? !inRanges && !UNSAFE_IN_PATTERNS.includes(ch) : inRanges) ? 1 : null;
+    },
+    end: (a, n) => n === 1,
+    more: (a, n) => n === 0,
   },
   char_run: { // one or more characters, none whitespace, control or excluded
     init: () => 0,
@@ -145,6 +157,7 @@ export class Grammar {
     else if ('json_chars' in node) Object.assign(out, { atom: 'json_chars', avoid: node.json_chars.avoid });
     else if ('char_run' in node) Object.assign(out, { atom: 'char_run', exclude: node.char_run.exclude });
     else if ('number' in node) Object.assign(out, { atom: 'number', ...node.number });
+    else if ('char_class' in node) Object.assign(out, { atom: 'char_class', ...node.char_class });
     else if ('seq' in node) out.seq = node.seq.map((n) => this.compile(n, specials));
     else if ('alt' in node) out.alt = node.alt.map((n) => this.compile(n, specials));
     else if ('repeat' in node) Object.assign(out, { repeat: this.compile(node.repeat, specials), min: node.min, max: node.max });
@@ -429,6 +442,7 @@ function startsCharacter(thread, bytes) {
   }
   const lead = bytes[0] >= 0xc2 && bytes[0] <= 0xf4 && bytes.slice(1).every((b) => b >> 6 === 2);
   if (node.atom === 'json_chars') return lead && state.esc === 0;
+  if (node.atom === 'char_class') return lead && (node.negate || node.ranges.some(([, high]) => high.codePointAt(0) >= 0x80));
   return lead && (node.atom === 'text' || node.atom === 'char_run');
 }
 

@@ -4,20 +4,13 @@
 // and prints one JSON object per request on stdout: {request, prompt, ids, text, calls, content, error, seconds}.
 // Usage: node web/node_client.mjs < job.json
 
-import path from 'node:path';
 import { text } from 'node:stream/consumers';
 
-import * as transformers from '@huggingface/transformers';
-
+import { localModelId, transformers } from './node_local.mjs';
 import { callTools, loadToolCaller } from './toolcall.js';
 
 const job = JSON.parse(await text(process.stdin));
-const modelDir = path.resolve(job.model_dir);
-transformers.env.allowRemoteModels = false;
-transformers.env.allowLocalModels = true;
-transformers.env.localModelPath = path.dirname(modelDir) + path.sep;
-
-const caller = await loadToolCaller(transformers, path.basename(modelDir), { dtype: job.dtype ?? 'fp32' });
+const caller = await loadToolCaller(transformers, localModelId(job.model_dir), { dtype: job.dtype ?? 'fp32' });
 for (const request of job.requests) {
   const result = await callTools(caller, request, job.tools, { maxNewTokens: job.max_new_tokens ?? 64, grammar: job.grammar ?? null });
   process.stdout.write(JSON.stringify({ request, ...result }) + '\n');

@@ -14,8 +14,8 @@ from __future__ import annotations
 import re
 
 from calltune.constrain.avoid import avoid_automaton
-from calltune.constrain.grammar import (Alt, CharRun, Grammar, JsonChars, Lit, Number, Ref, Repeat, Seq, Text,
-                                        Token)
+from calltune.constrain.grammar import (UNSAFE_IN_PATTERNS, Alt, CharClass, CharRun, Grammar, JsonChars, Lit, Number,
+                                        Pattern, Ref, Repeat, Seq, Text, Token)
 
 _TOKEN_NAME = re.compile(r"<[^<>\s]+>")  # written bare, llama.cpp reads <...> as one token by its text
 JSON_ESCAPE = r'"\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4})'
@@ -54,6 +54,10 @@ class _Printer:
             return node.rule
         if isinstance(node, Number):
             return _number(node)
+        if isinstance(node, Pattern):
+            return self._grouped(node.body)
+        if isinstance(node, CharClass):
+            return class_of_ranges(node)
         if isinstance(node, CharRun):
             return char_class(" \t\n\r" + node.exclude, negate=True, controls=True) + "+"
         if isinstance(node, (Text, JsonChars)):
@@ -62,7 +66,7 @@ class _Printer:
 
     def _grouped(self, node) -> str:
         text = self.node(node)
-        return f"({text})" if isinstance(node, (Alt, Seq, Repeat)) else text
+        return f"({text})" if isinstance(node, (Alt, Seq, Repeat, Pattern)) else text
 
     def _avoiding(self, node) -> str:
         """Rules of text avoiding node.avoid; returns the start rule's name."""
@@ -129,3 +133,12 @@ def char_class(chars: str, *, negate: bool = False, controls: bool = False) -> s
     if not body:
         return "[^\\x00]" if negate else "[\\x00]"
     return f"[{'^' if negate else ''}{body}]"
+
+
+def class_of_ranges(node: CharClass) -> str:
+    """[a-z0-9] of a CharClass; negated, the unsafe characters are left out too."""
+    body = "".join(_escape_char(low, True) + ("" if low == high else "-" + _escape_char(high, True))
+                   for low, high in node.ranges)
+    if node.negate:
+        body += "".join(_escape_char(c, True) for c in UNSAFE_IN_PATTERNS if ord(c) >= 0x20) + "\\x00-\\x1F"
+    return f"[{'^' if node.negate else ''}{body}]"

@@ -11,6 +11,8 @@ every engine enforces the same language.
     JsonChars(avoid=...)               the inside of a JSON string, escapes allowed, none of `avoid`
     CharRun(exclude="{}")              a bare word (a FunctionGemma key of a free-form object)
     Number(integer=False)              a number as the formats' parsers read it
+    CharClass((("0", "9"),))           one character of a set (inside a Pattern)
+    Pattern(body)                      a string of a schema's `pattern`, body of Lit/CharClass/Seq/Alt/Repeat
     Seq(...), Alt(...), Repeat(node, min, max), Ref("rule")
 """
 
@@ -58,6 +60,24 @@ class Number:
     max_digits: int = 15
 
 
+UNSAFE_IN_PATTERNS = '<>"\\' + "".join(map(chr, range(0x20))) + "\x7f"  # what a negated class never takes
+
+
+@dataclass(frozen=True)
+class CharClass:
+    """One character in `ranges` ((low, high) pairs, inclusive); `negate`: one character in none of
+    them and not in UNSAFE_IN_PATTERNS (markers, quotes, backslashes, control characters)."""
+    ranges: tuple = ()
+    negate: bool = False
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """A string of a schema's `pattern` (calltune.constrain.pattern): `body` is made of Lit,
+    CharClass, Seq, Alt and Repeat; printers that can write it as one regex terminal do."""
+    body: object
+
+
 @dataclass(frozen=True)
 class Seq:
     items: tuple
@@ -81,8 +101,8 @@ class Ref:
     rule: str
 
 
-Node = Lit | Token | Text | JsonChars | CharRun | Number | Seq | Alt | Repeat | Ref
-NODE_TYPES = (Lit, Token, Text, JsonChars, CharRun, Number, Seq, Alt, Repeat, Ref)
+Node = Lit | Token | Text | JsonChars | CharRun | Number | CharClass | Pattern | Seq | Alt | Repeat | Ref
+NODE_TYPES = (Lit, Token, Text, JsonChars, CharRun, Number, CharClass, Pattern, Seq, Alt, Repeat, Ref)
 
 
 def seq(*items) -> Node:

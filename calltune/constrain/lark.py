@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 
-from calltune.constrain.grammar import (Alt, CharRun, Grammar, JsonChars, Lit, Number, Ref, Repeat, Seq, Text,
-                                        Token)
+from calltune.constrain.grammar import (UNSAFE_IN_PATTERNS, Alt, CharClass, CharRun, Grammar, JsonChars, Lit, Number,
+                                        Pattern, Ref, Repeat, Seq, Text, Token)
 
 JSON_CHAR = r'(?:[^"\\\x00-\x1f]|\\(?:["\\\/bfnrt]|u[0-9a-fA-F]{4}))'  # `/` escaped: it ends /.../
 
@@ -48,6 +48,8 @@ class _Printer:
             return _name(node.rule)
         if isinstance(node, Number):
             return self._terminal(node, _number_regex(node))
+        if isinstance(node, Pattern):
+            return self._terminal(node, f"/{pattern_regex(node.body)}/")
         if isinstance(node, CharRun):
             return self._terminal(node, "/[^\\s\\x00-\\x1f" + _class_chars(node.exclude) + "]+/")
         if isinstance(node, Text):
@@ -108,3 +110,27 @@ def _quantifier(low: int, high: int | None) -> str:
     if high is None:
         return "*" if low == 0 else "+" if low == 1 else f"{{{low},}}"
     return f"{{{low},{high}}}"
+
+
+def pattern_regex(node) -> str:
+    """A Pattern's body as one regex in llguidance's syntax."""
+    if isinstance(node, Lit):
+        return regex_escape(node.text)
+    if isinstance(node, CharClass):
+        body = "".join(_class_char(low) + ("" if low == high else "-" + _class_char(high)) for low, high in node.ranges)
+        if node.negate:
+            body += "".join(_class_char(c) for c in UNSAFE_IN_PATTERNS)
+        return f"[{'^' if node.negate else ''}{body}]"
+    if isinstance(node, Seq):
+        return "".join(pattern_regex(item) for item in node.items)
+    if isinstance(node, Alt):
+        return "(?:" + "|".join(pattern_regex(option) for option in node.options) + ")"
+    if isinstance(node, Repeat):
+        return f"(?:{pattern_regex(node.node)}){_quantifier(node.min, node.max)}"
+    raise TypeError(f"not a pattern node: {node!r}")
+
+
+def _class_char(c: str) -> str:
+    if c in "]\\^-[/&~":
+        return "\\" + c
+    return f"\\x{{{ord(c):x}}}" if ord(c) < 0x20 or ord(c) == 0x7F else c

@@ -3,16 +3,19 @@
 Covered: string (FunctionGemma: between <escape> tokens; JSON: a quoted string), number, integer,
 boolean, null, enum and const (exactly the listed values), arrays (of `items`, min/maxItems),
 objects with `properties` (only declared keys, every `required` one, in the format's key order),
-free-form objects and values where the schema says nothing, `type` lists, anyOf/oneOf. Other
-keywords (pattern, format, minimum, ...) are not enforced: the value keeps its type.
+free-form objects and values where the schema says nothing, `type` lists, anyOf/oneOf; a string's
+anchored `pattern` in the subset calltune.constrain.pattern reads (`^\\d{4}-\\d{2}-\\d{2}$`,
+`^[A-Z]{3}$`, ...), and an integer's minimum/maximum when they allow at most 100 values. Other
+keywords (format, other patterns and ranges, ...) are not enforced: the value keeps its type.
 """
 
 from __future__ import annotations
 
 import json
 
-from calltune.constrain.grammar import (CharRun, Grammar, JsonChars, Lit, Number, Ref, Repeat, Text, Token, alt,
-                                        optional, seq)
+from calltune.constrain.grammar import (CharRun, Grammar, JsonChars, Lit, Number, Pattern, Ref, Repeat, Text, Token,
+                                        alt, optional, seq)
+from calltune.constrain.pattern import integer_range, pattern_node
 from calltune.formats.functiongemma_syntax import ESCAPE, format_value, sorted_items
 
 MAX_ITEMS_SPELLED = 8  # minItems/maxItems up to this are spelled out; beyond, only the minimum is
@@ -39,6 +42,10 @@ class ValueSyntax:
     def string(self):
         raise NotImplementedError
 
+    def quoted(self, body):
+        """A string whose characters are `body` (a Pattern)."""
+        raise NotImplementedError
+
     def free_key(self):
         raise NotImplementedError
 
@@ -58,6 +65,9 @@ class FunctionGemmaValues(ValueSyntax):
 
     def string(self):
         return seq(Token(ESCAPE), Text(avoid=(ESCAPE, *self.avoid)), Token(ESCAPE))
+
+    def quoted(self, body):
+        return seq(Token(ESCAPE), body, Token(ESCAPE))
 
     def free_key(self):
         return CharRun(exclude=":{}[],<>")
@@ -85,6 +95,9 @@ class JsonValues(ValueSyntax):
 
     def string(self):
         return seq(Lit('"'), JsonChars(avoid=self.avoid), Lit('"'))
+
+    def quoted(self, body):
+        return seq(Lit('"'), body, Lit('"'))
 
     def free_key(self):
         return self.string()
@@ -133,7 +146,10 @@ class SchemaRules:
 
     def _typed(self, kind, schema: dict, name: str):
         if kind == "string":
-            return self.syntax.string()
+            body = pattern_node(schema.get("pattern"))
+            return self.syntax.string() if body is None else self.syntax.quoted(Pattern(body))
+        if kind == "integer" and (values := integer_range(schema)) is not None:
+            return alt(*(Lit(str(v)) for v in values))
         if kind in ("number", "integer"):
             return Number(integer=kind == "integer")
         if kind == "boolean":

@@ -27,6 +27,14 @@ TOOLS = [
 ]
 
 
+# A city's weather: a required string, an enum, an optional integer (the web/grammar.js cases).
+WEATHER = [{"type": "function", "function": {
+    "name": "get_weather", "description": "Weather for a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"},
+                                                    "unit": {"type": "string", "enum": ["C", "F"]},
+                                                    "days": {"type": "integer"}},
+                   "required": ["city"]}}}]
+
 def lark_accepts(grammar, text: str, hf_tokenizer) -> bool:
     """Whether llguidance takes `text` (tokenized, special tokens parsed) whole and may stop there."""
     mask = Constraint(grammar).token_mask(hf_tokenizer)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from constrain_helpers import gbnf_accepts, gbnf_of, lark_accepts
+from constrain_helpers import WEATHER, gbnf_accepts, gbnf_of, lark_accepts
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -20,12 +20,15 @@ from calltune.formats.functiongemma_syntax import format_call
 
 NAMES = st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True)
 TEXT = st.text(st.characters(codec="utf-8", exclude_characters="<", exclude_categories=("Cs", "Cc")), max_size=6)
+PATTERN_SAMPLES = {r"^\d{4}-\d{2}-\d{2}$": "2026-12-01", "^[A-Z]{3}$": "EUR", r"^([01]\d|2[0-3]):[0-5]\d$": "09:30"}
 LEAVES = st.one_of(
     st.sampled_from([{"type": t} for t in ("string", "integer", "number", "boolean", "null")]),
     st.builds(lambda values: {"type": "string", "enum": values}, st.lists(TEXT, min_size=1, max_size=3, unique=True)),
     st.builds(lambda values: {"enum": values}, st.lists(st.integers(-99, 99), min_size=1, max_size=3, unique=True)),
     st.just({}),
     st.just({"type": ["string", "null"]}),
+    st.sampled_from([{"type": "string", "pattern": p} for p in PATTERN_SAMPLES]),
+    st.just({"type": "integer", "minimum": 1, "maximum": 5}),
 )
 
 
@@ -52,6 +55,10 @@ def instance(schema, full: bool):
         return schema["enum"][-1]
     if "anyOf" in schema:
         return instance(schema["anyOf"][-1], full)
+    if "pattern" in schema:
+        return PATTERN_SAMPLES[schema["pattern"]]
+    if "minimum" in schema:
+        return schema["minimum"]
     kind = schema["type"][0] if isinstance(schema["type"], list) else schema["type"]
     if kind == "object":
         return {k: instance(s, full) for k, s in schema["properties"].items() if full or k in schema["required"]}
@@ -81,12 +88,9 @@ def test_fuzzed_schemas_compile_and_take_valid_calls(tools, full, gemma_tokenize
     assert lark_accepts(grammar, reply, llama_tokenizer), reply
 
 
-WEB_WEATHER = [{"type": "function", "function": {
-    "name": "get_weather", "description": "Weather for a city.",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"},
-                                                    "unit": {"type": "string", "enum": ["C", "F"]},
-                                                    "days": {"type": "integer"}},
-                   "required": ["city"]}}}]
+WEB_BOOK = [{"name": "book", "parameters": {"type": "object", "properties": {
+    "date": {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$"}, "seats": {"type": "integer", "minimum": 1, "maximum": 6}},
+    "required": []}}]
 
 
 @pytest.mark.js
@@ -111,12 +115,15 @@ def test_fuzzed_schemas_take_valid_calls_and_refuse_invalid_ones(tiny_gemma_dir)
         cases.append((grammar, format_call(tool["name"], {**arguments, "zz unknown": 1}), False))
 
     collect()
-    cases += [(web_grammar(WEB_WEATHER), format_call("get_weather", {"city": "Oslo", "unit": "K"}), False),  # enum
-              (web_grammar(WEB_WEATHER), format_call("get_weather", {"city": "Oslo", "days": 1.5}), False),  # type
-              (web_grammar(WEB_WEATHER), format_call("get_weather", {"unit": "C"}), False),  # required
-              (web_grammar(WEB_WEATHER, "none"), format_call("get_weather", {"city": "Oslo"}), False)]
+    cases += [(web_grammar(WEATHER), format_call("get_weather", {"city": "Oslo", "unit": "K"}), False),  # enum
+              (web_grammar(WEATHER), format_call("get_weather", {"city": "Oslo", "days": 1.5}), False),  # type
+              (web_grammar(WEATHER), format_call("get_weather", {"unit": "C"}), False),  # required
+              (web_grammar(WEATHER, "none"), format_call("get_weather", {"city": "Oslo"}), False),
+              (web_grammar(WEB_BOOK), format_call("book", {"date": "2026-12-01", "seats": 2}), True),
+              (web_grammar(WEB_BOOK), format_call("book", {"date": "tomorrow"}), False),  # pattern
+              (web_grammar(WEB_BOOK), format_call("book", {"seats": 9}), False)]  # range
     job = [{"grammar": g, "text": text + "<start_function_response>"} for g, text, _ in cases]
-    job += [{"grammar": web_grammar(WEB_WEATHER, choice), "text": "It is sunny.<end_of_turn>"} for choice in ("auto", "required")]
+    job += [{"grammar": web_grammar(WEATHER, choice), "text": "It is sunny.<end_of_turn>"} for choice in ("auto", "required")]
     expected = [valid for _, _, valid in cases] + [True, False]
     results = run_node(Path(__file__).resolve().parents[1] / "export" / "grammar_driver.mjs",
                        stdin=json.dumps({"tokenizer_dir": str(tiny_gemma_dir), "cases": job}))

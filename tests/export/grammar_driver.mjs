@@ -3,19 +3,13 @@
 // prints {"accepts": bool, "at": index of the first token refused or null} per case.
 // Usage: node tests/export/grammar_driver.mjs < job.json
 
-import path from 'node:path';
 import { text } from 'node:stream/consumers';
 
-import * as transformers from '@huggingface/transformers';
-
 import { Constraint, Vocabulary, accepts } from '../../web/grammar.js';
+import { localTokenizer } from '../../web/node_local.mjs';
 
 const job = JSON.parse(await text(process.stdin));
-const dir = path.resolve(job.tokenizer_dir);
-transformers.env.allowRemoteModels = false;
-transformers.env.allowLocalModels = true;
-transformers.env.localModelPath = path.dirname(dir) + path.sep;
-const tokenizer = await transformers.AutoTokenizer.from_pretrained(path.basename(dir));
+const tokenizer = await localTokenizer(job.tokenizer_dir);
 const vocabulary = new Vocabulary(tokenizer);
 for (const { grammar, text: reply } of job.cases) {
   const constraint = new Constraint(grammar, vocabulary);

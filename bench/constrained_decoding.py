@@ -134,15 +134,15 @@ def main(model_dir, gguf, make_gguf, onnx, tools, max_new_tokens, threads, skip_
     results = {}
     engines = []
     if not skip_torch:
-        from calltune.evaluate.engines import TorchEngine
+        from calltune.engines.torch_engine import TorchEngine
 
         engines.append(("torch", TorchEngine(model_dir, threads=threads), "mask"))
     if with_mlx:
-        from calltune.evaluate.mlx_engine import MlxEngine
+        from calltune.engines.mlx_engine import MlxEngine
 
         engines.append(("mlx", MlxEngine(model_dir), "mask"))
     if onnx:
-        from calltune.export.onnx_runtime import OnnxEngine
+        from calltune.engines.onnx_engine import OnnxEngine
 
         engines.append(("onnx", OnnxEngine(onnx, threads=threads), "mask"))
     if make_gguf and not gguf:
@@ -152,7 +152,7 @@ def main(model_dir, gguf, make_gguf, onnx, tools, max_new_tokens, threads, skip_
             export_gguf(model_dir, make_gguf, ["f16"])
         gguf = next(Path(make_gguf).glob("*.gguf"))
     if gguf:
-        from calltune.export.gguf_runtime import LlamaCppEngine
+        from calltune.engines.llama_cpp import LlamaCppEngine
 
         engines.append(("llama.cpp", LlamaCppEngine(gguf, threads=threads), "gbnf"))
     for name, engine, kind in engines:

@@ -30,7 +30,7 @@ MESSAGES = [{"role": "system", "content": "You are a model that can do function 
 def speed(gguf: Path, threads: int, tokens: int, repeats: int) -> tuple[float, float]:
     """(prompt tokens/s, decode tokens/s), best of `repeats`: the prompt in one llama_decode call,
     then `tokens` greedy steps that never stop early (a fixed amount of decode work)."""
-    from calltune.export.libllama import Context, Model
+    from calltune.engines.libllama import Context, Model
     from calltune.formats import get_format
 
     model = Model(gguf)

@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from calltune.data.dataset import load_dataset
-from calltune.evaluate.engines import TorchEngine
+from calltune.engines.torch_engine import TorchEngine
 from calltune.evaluate.metrics import aggregate
 from calltune.evaluate.runner import evaluate_target
 from calltune.formats import get_format

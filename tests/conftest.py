@@ -65,3 +65,11 @@ def llama_server_binary() -> Path:
 def pytest_configure(config):
     config.addinivalue_line("markers", "js: runs web/ code or the exported model in Node or headless Chromium "
                                        "(needs .ci/install_js.sh: npm packages and Debian's chromium)")
+
+
+@pytest.fixture(scope="session")
+def torch_engine(tiny_gemma_dir):
+    """calltune.engines.torch_engine.TorchEngine on the tiny random Gemma."""
+    from calltune.engines.torch_engine import TorchEngine
+
+    return TorchEngine(tiny_gemma_dir)

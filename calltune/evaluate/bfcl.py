@@ -218,7 +218,7 @@ def evaluate_bfcl(engine, fmt, items: list[Item], *, batch_size: int = BATCH_SIZ
     evaluate computes them: an output that stays inside its item's grammar is kept, the others are
     generated again under the constraint; metrics["constrained"] holds them and each row's
     "constrained" key the constrained row (the same as the free one where it was kept)."""
-    from calltune.evaluate.engines import generate_in_batches
+    from calltune.engines.torch_engine import generate_in_batches
 
     prompts = [fmt.prompt(item.messages, item.tools) for item in items]
     with tqdm(total=len(prompts), desc=f"BFCL {engine.name}", unit="prompt", disable=not progress) as bar:
@@ -245,7 +245,7 @@ def constrain_rows(engine, fmt, items: list[Item], rows: list[dict], generations
     from calltune.constrain import Constraint
     from calltune.constrain.replay import within_grammar
     from calltune.constrain.wrapup import wrap_up_tokens
-    from calltune.evaluate.engines import generate_in_batches
+    from calltune.engines.torch_engine import generate_in_batches
 
     constraints = [Constraint.for_request(fmt, item.tools) for item in items]
     before_wrap_up = max_new_tokens - wrap_up_tokens(max_new_tokens)
@@ -323,7 +323,7 @@ def _categories(values: tuple[str, ...]) -> list[str]:
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def main(model_dir, out, predictions, categories, limit, batch_size, max_new_tokens, device, format_name,
          threads, constrained, progress):
-    from calltune.evaluate.engines import TorchEngine
+    from calltune.engines.torch_engine import TorchEngine
     from calltune.formats import get_format
 
     try:

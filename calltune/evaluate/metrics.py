@@ -10,10 +10,8 @@ import json
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import Protocol, Sequence
 
-if TYPE_CHECKING:
-    from calltune.evaluate.predictions import Prediction
 
 NUMBER_TOLERANCE = 1e-6
 DECIMALS = 4
@@ -339,6 +337,16 @@ def show(value, limit: int = 60) -> str:
 
 
 # ---- aggregation -------------------------------------------------------------------------------
+
+class Prediction(Protocol):
+    """What aggregation reads of a judged prediction (calltune.evaluate.predictions.Prediction)."""
+    calls: list[dict]
+    expected: list[dict]
+    parse_error: str | None
+    latency_s: float
+    n_generated_tokens: int
+    judgement: Judgement
+
 
 def aggregate(predictions: Sequence[Prediction], size_mb: float | None = None) -> dict:
     """The metrics dict of one target; a rate with no examples to rate is None.

@@ -18,7 +18,7 @@ from typing import Sequence
 from tqdm import tqdm
 
 from calltune.errors import InputError
-from calltune.evaluate.engines import Engine
+from calltune.engines.base import Engine
 from calltune.evaluate.metrics import aggregate, judge
 from calltune.evaluate.predictions import Prediction
 

@@ -62,23 +62,23 @@ class Target:
                              path=self.model_path)
 
     def engine(self, threads: int | None = None):
-        """A fresh engine (calltune.evaluate.engines.Engine) on this target's artifact."""
+        """A fresh engine (calltune.engines.base.Engine) on this target's artifact."""
         self.check_present()
         if self.runtime == "torch":
-            from calltune.evaluate.engines import TorchEngine
+            from calltune.engines.torch_engine import TorchEngine
 
             return TorchEngine(self.directory, threads=threads, name=self.name)
         if self.runtime == "onnx":
-            from calltune.export.onnx_runtime import OnnxEngine
+            from calltune.engines.onnx_engine import OnnxEngine
 
             return OnnxEngine(self.directory, model_file=self.file, threads=threads, name=self.name)
         if self.runtime == "gguf":
-            from calltune.export.gguf_runtime import LlamaCppEngine
+            from calltune.engines.llama_cpp import LlamaCppEngine
 
             return LlamaCppEngine(self.model_path, threads=threads, name=self.name)
         if importlib.util.find_spec("mlx_lm") is None:
             raise InputError("target mlx needs mlx-lm: pip install 'calltune[mlx]'", field="evaluate.targets")
-        from calltune.evaluate.mlx_engine import MlxEngine
+        from calltune.engines.mlx_engine import MlxEngine
 
         return MlxEngine(self.directory, name=self.name)
 

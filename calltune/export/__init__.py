@@ -3,6 +3,6 @@
 - onnx: the Transformers.js layout (onnx/model.onnx + config, generation config, tokenizer files)
   exported with optimum-onnx, checked against PyTorch (parity).
 - onnx_quantize: fp16 / 8-bit / 4-bit variants of onnx/model.onnx, each measured against fp32.
-- onnx_runtime: a small onnxruntime runner (KV cache, greedy) used by the checks above.
-- gguf: llama.cpp files (another module).
+- parity: the exports' and variants' checks against PyTorch, run by calltune.engines.
+- gguf: llama.cpp files (convert, quantize through calltune.engines.libllama), Ollama Modelfile.
 """

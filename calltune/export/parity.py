@@ -134,8 +134,8 @@ def check_format(export_dir: Path, format_name: str):
 def check_export(model_dir, export_dir, examples_path, *, format_name: str = "auto", limit: int = 8,
                  max_new_tokens: int = 64, threads: int | None = None) -> dict:
     """ONNX fp32 (export_dir) against PyTorch (model_dir): logits parity and greedy agreement."""
-    from calltune.evaluate.engines import TorchEngine
-    from calltune.export.onnx_runtime import OnnxEngine
+    from calltune.engines.torch_engine import TorchEngine
+    from calltune.engines.onnx_engine import OnnxEngine
 
     tokenizer, fmt = check_format(Path(export_dir), format_name)
     checks = load_check_set(examples_path, tokenizer, fmt, limit)
@@ -150,7 +150,7 @@ def check_variants(export_dir, variants_dir, variants, examples_path, *, format_
                    max_new_tokens: int = 64, threads: int | None = None) -> dict[str, dict]:
     """Each quantized variant against ONNX fp32: top-1 agreement and greedy agreement."""
     from calltune.export.onnx_quantize import VARIANTS
-    from calltune.export.onnx_runtime import OnnxEngine
+    from calltune.engines.onnx_engine import OnnxEngine
 
     tokenizer, fmt = check_format(Path(export_dir), format_name)
     checks = load_check_set(examples_path, tokenizer, fmt, limit)

@@ -36,6 +36,6 @@ def tiny_gguf(tiny_gemma_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def gguf_vocab(tiny_gguf):
-    from calltune.export.libllama import Model
+    from calltune.engines.libllama import Model
 
     return Model(tiny_gguf, vocab_only=True)

@@ -53,7 +53,7 @@ def gbnf_of(grammar, model) -> str:
 def gbnf_accepts(grammar, text: str, model) -> bool:
     """Whether llama.cpp's grammar sampler takes `text`'s tokens one by one and then allows an
     end of generation (or has consumed a final stop that is not one)."""
-    from calltune.export.libllama import GrammarSampler
+    from calltune.engines.libllama import GrammarSampler
 
     end_tokens = Constraint(grammar).vocabulary_tokens(model.tokenize, model.is_end)[0]
     sampler = GrammarSampler(model, gbnf_of(grammar, model))

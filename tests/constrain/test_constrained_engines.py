@@ -36,19 +36,19 @@ def onnx_dir(tiny_gemma_dir, tmp_path_factory):
 
 def engine(kind, tiny_gemma_dir, request):
     if kind == "torch":
-        from calltune.evaluate.engines import TorchEngine
+        from calltune.engines.torch_engine import TorchEngine
 
         return TorchEngine(tiny_gemma_dir)
     if kind == "onnx":
-        from calltune.export.onnx_runtime import OnnxEngine
+        from calltune.engines.onnx_engine import OnnxEngine
 
         return OnnxEngine(request.getfixturevalue("onnx_dir"), threads=1)
     if kind == "mlx":
         pytest.importorskip("mlx_lm", reason="mlx-lm not installed (pip install calltune[mlx])")
-        from calltune.evaluate.mlx_engine import MlxEngine
+        from calltune.engines.mlx_engine import MlxEngine
 
         return MlxEngine(tiny_gemma_dir)
-    from calltune.export.gguf_runtime import LlamaCppEngine
+    from calltune.engines.llama_cpp import LlamaCppEngine
 
     return LlamaCppEngine(request.getfixturevalue("tiny_gguf"), threads=1)
 
@@ -79,7 +79,7 @@ def test_random_models_make_only_valid_calls_under_the_constraint(kind, tiny_gem
 
 
 def test_the_json_format_is_constrained_too(tiny_llama_dir):
-    from calltune.evaluate.engines import TorchEngine
+    from calltune.engines.torch_engine import TorchEngine
 
     chosen = TorchEngine(tiny_llama_dir)
     fmt = get_format("generic", tokenizer=chosen.tokenizer)
@@ -103,12 +103,12 @@ RENAMED = [{"type": "function", "function": {
 @pytest.mark.parametrize("kind", ["torch", "llama.cpp"])
 def test_a_model_taught_an_invalid_call_makes_a_valid_one(kind, taught_gemma_dir, tmp_path_factory):
     if kind == "torch":
-        from calltune.evaluate.engines import TorchEngine
+        from calltune.engines.torch_engine import TorchEngine
 
         chosen = TorchEngine(taught_gemma_dir)
     else:
         from calltune.export.gguf import export_gguf
-        from calltune.export.gguf_runtime import LlamaCppEngine
+        from calltune.engines.llama_cpp import LlamaCppEngine
 
         out = tmp_path_factory.mktemp("taught-gguf")
         export_gguf(taught_gemma_dir, out, ["f32"])

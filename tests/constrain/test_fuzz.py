@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from calltune.constrain import Constraint
 from calltune.constrain.calls import call_grammar
-from calltune.export.libllama import GrammarSampler
+from calltune.engines.libllama import GrammarSampler
 from calltune.formats import get_format
 from calltune.formats.functiongemma_syntax import format_call
 

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from calltune.evaluate import bfcl
-from calltune.evaluate.engines import generate_in_batches
+from calltune.engines.torch_engine import generate_in_batches
 from calltune.formats import get_format
 from calltune.formats.functiongemma_syntax import format_call
 
@@ -155,7 +155,7 @@ def engine(tiny_gemma_dir):
     PyTorch's thread count is process-wide, so it is restored afterwards."""
     import torch
 
-    from calltune.evaluate.engines import TorchEngine
+    from calltune.engines.torch_engine import TorchEngine
 
     threads = torch.get_num_threads()
     yield TorchEngine(tiny_gemma_dir, threads=1)
@@ -216,7 +216,7 @@ def test_constrained_rows_keep_valid_outputs_and_regenerate_the_others(items, en
     """A free output inside the grammar is kept as it is; an undeclared tool, a wrong type, an unknown
     argument or a cut-off call is generated again under the constraint, which parses and names only
     declared tools, with only declared arguments (the tiny model's weights are random)."""
-    from calltune.evaluate.engines import Generation
+    from calltune.engines.base import Generation
 
     chosen = [items[i] for i in ("simple_python_63", "simple_python_63", "parallel_0", "irrelevance_0", "multiple_0")]
     free = [output((SIMILARITY, {"species1": "Human", "species2": "Chimp"})),  # valid: kept

@@ -5,7 +5,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from calltune.evaluate.engines import Engine
+from calltune.engines.base import Engine
 from calltune.evaluate.predictions import read_predictions
 from calltune.evaluate.targets import get_target
 
@@ -35,7 +35,7 @@ def test_f32_gguf_target_generates_exactly_what_pytorch_generates(taught_workdir
     bytes, which transformers and llama.cpp render as different replacement characters.) Only with
     the format's stops: without them PyTorch also ends at every id of generation_config's
     eos_token_id, llama.cpp only at its end-of-generation tokens."""
-    from calltune.evaluate.engines import TorchEngine
+    from calltune.engines.torch_engine import TorchEngine
 
     engine = get_target("gguf-f32", taught_workdir / "models").engine(threads=1)
     assert isinstance(engine, Engine) and engine.name == "gguf-f32"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from calltune.evaluate.engines import Engine
+from calltune.engines.base import Engine
 from calltune.evaluate.targets import get_target
 from calltune.formats import get_format
 

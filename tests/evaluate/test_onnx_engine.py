@@ -2,7 +2,7 @@
 
 import pytest
 
-from calltune.evaluate.engines import Engine, Generation
+from calltune.engines.base import Engine, Generation
 from calltune.evaluate.runner import evaluate_artifact
 from calltune.evaluate.targets import get_target
 from calltune.formats import get_format

@@ -3,7 +3,8 @@
 import pytest
 
 from calltune.errors import InputError
-from calltune.evaluate.engines import Generation, TorchEngine
+from calltune.engines.base import Generation
+from calltune.engines.torch_engine import TorchEngine
 from calltune.evaluate.metrics import aggregate, judge
 from calltune.evaluate.predictions import read_predictions, write_predictions
 from calltune.evaluate.runner import WARMUP_TOKENS, evaluate_target, size_on_disk_mb

@@ -5,7 +5,8 @@ import copy
 import pytest
 
 from calltune.errors import InputError
-from calltune.evaluate.engines import Engine, TorchEngine
+from calltune.engines.base import Engine
+from calltune.engines.torch_engine import TorchEngine
 from calltune.evaluate.runner import size_on_disk_mb
 from calltune.evaluate.targets import TARGET_NAMES, get_target, targets_from_params
 from calltune.params import load_params, load_schema

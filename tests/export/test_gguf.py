@@ -1,4 +1,4 @@
-"""GGUF export and quantization, checked with the real llama.cpp engine (calltune.export.libllama)."""
+"""GGUF export and quantization, checked with the real llama.cpp engine (calltune.engines.libllama)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from calltune.export.gguf import (
     read_gguf_metadata,
     stop_strings,
 )
-from calltune.export.libllama import Context, Model, system_info
+from calltune.engines.libllama import Context, Model, system_info
 from calltune.export.modelfile import render_modelfile
 from calltune.formats import get_format
 from calltune.tokenizer import CONTROL, FUNCTIONGEMMA_TOKENS
@@ -30,7 +30,7 @@ PROMPTS = [FMT.prompt(conversation(query), TOOLS) for query, _, _ in CALLS[:3]] 
 
 @pytest.fixture(scope="module")
 def engines(tool_ggufs):
-    from calltune.export.gguf_runtime import LlamaCppEngine
+    from calltune.engines.llama_cpp import LlamaCppEngine
 
     float_dir, quant_dir, _, _ = tool_ggufs
     paths = {"f32": float_dir / gguf_name("f32"), "f16": float_dir / gguf_name("f16"),

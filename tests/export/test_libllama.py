@@ -1,4 +1,4 @@
-"""The prebuilt llama.cpp (calltune.export.libllama, llama-server): its struct layouts, and each piece
+"""The prebuilt llama.cpp (calltune.engines.libllama, llama-server): its struct layouts, and each piece
 (in-process engine, quantizer, server) on a real model: the tiny one, and the embedded default (slow)."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import urllib.request
 
 import pytest
 
-from calltune.export import libllama
+from calltune.engines import libllama
 from calltune.export.gguf import gguf_name, quantize_gguf, read_gguf_metadata
-from calltune.export.libllama import Context, Model
+from calltune.engines.libllama import Context, Model
 from calltune.llama_server import running_llama_server
 
 SENTINEL = 0xA5
@@ -135,7 +135,7 @@ def default_gguf(tmp_path_factory):
 @pytest.mark.slow
 def test_engine_and_server_run_the_embedded_default(default_gguf):
     """Both runtimes load the real model and continue a prompt with the same greedy text."""
-    from calltune.export.gguf_runtime import LlamaCppEngine
+    from calltune.engines.llama_cpp import LlamaCppEngine
 
     engine = LlamaCppEngine(default_gguf, threads=2)
     assert engine.model.n_vocab == 262144

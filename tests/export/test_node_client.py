@@ -11,7 +11,7 @@ from gguf_helpers import CALLS, TOOLS, conversation
 from js_helpers import require_js, run_node
 
 from calltune.export.onnx_quantize import FP32, VARIANTS
-from calltune.export.onnx_runtime import OnnxEngine
+from calltune.engines.onnx_engine import OnnxEngine
 from calltune.formats import get_format
 
 pytestmark = pytest.mark.js

@@ -12,7 +12,7 @@ from gguf_helpers import CALLS, TOOLS, conversation
 
 from calltune.errors import InputError
 from calltune.export.onnx import MODEL_FILE, copy_layout_files, export_onnx, layout_config
-from calltune.export.onnx_runtime import OnnxCausalLM, OnnxEngine
+from calltune.engines.onnx_engine import OnnxCausalLM, OnnxEngine
 from calltune.export.parity import check_export, load_check_set, load_torch, logits_parity
 from calltune.formats import get_format
 

@@ -16,7 +16,7 @@ from calltune.errors import InputError
 from calltune.export import onnx_quantize
 from calltune.export.onnx import MODEL_FILE
 from calltune.export.onnx_quantize import VARIANTS, embedding_to_int8, quantize_onnx
-from calltune.export.onnx_runtime import OnnxCausalLM
+from calltune.engines.onnx_engine import OnnxCausalLM
 from calltune.export.parity import check_variants
 
 IDS = list(range(2, 120))

@@ -30,7 +30,7 @@ def test_merged_base_records_the_foundation(merged):
 
 def test_merged_base_calls_held_out_bfcl_functions(merged):
     from calltune.evaluate.bfcl import evaluate_bfcl, load_items
-    from calltune.evaluate.engines import TorchEngine
+    from calltune.engines.torch_engine import TorchEngine
     from calltune.formats import get_format
 
     engine = TorchEngine(merged, dtype="float32", device="cpu", name="merged")

@@ -1,4 +1,4 @@
-"""Run a GGUF with llama.cpp in-process (calltune.export.libllama), greedily, keeping special tokens.
+"""Run a GGUF with llama.cpp in-process (calltune.engines.libllama), greedily, keeping special tokens.
 
 Decoding keeps special tokens in the text, like the other engines, so the chat formats can parse
 FunctionGemma's <start_function_call>/<escape> markers. Prompts that share a beginning with the
@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from calltune.evaluate.engines import Generation, finish
+from calltune.engines.base import Generation, finish
 
 
 class LlamaCppEngine:
     def __init__(self, gguf_path, *, threads: int | None = 2, n_ctx: int = 2048, name: str | None = None):
-        from calltune.export.libllama import Context, Model
+        from calltune.engines.libllama import Context, Model
 
         self.name = name or f"gguf-{Path(gguf_path).stem.removeprefix('model-')}"
         self.model = Model(gguf_path)
@@ -57,7 +57,7 @@ class LlamaCppEngine:
         """llama.cpp's grammar sampler for a calltune.constrain.Constraint (None: no constraint)."""
         if constraint is None:
             return None
-        from calltune.export.libllama import GrammarSampler
+        from calltune.engines.libllama import GrammarSampler
 
         ends, tokens = constraint.vocabulary_tokens(self.tokenize, self.model.is_end)
         closers = constraint.closers(lambda text: ids[0] if len(ids := self.tokenize(text)) == 1 else None)

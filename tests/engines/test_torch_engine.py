@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from calltune.evaluate.engines import Engine, Generation, TorchEngine, cut_at_stop
+from calltune.engines.base import Engine, Generation, cut_at_stop
+from calltune.engines.torch_engine import TorchEngine
 
 PROMPTS = [f"<bos><start_of_turn>user\n{q}<end_of_turn>\n<start_of_turn>model\n"
            for q in ("What's the weather in Paris?", "Weather in Tokyo?", "Tell me a joke.")]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from calltune.evaluate.engines import Generation, finish, split_stops
+from calltune.engines.base import Generation, finish, split_stops
 
 
 class MlxEngine:

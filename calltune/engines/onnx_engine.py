@@ -1,5 +1,5 @@
 """Run an exported decoder with onnxruntime: logits for a sequence, greedy decoding with the KV cache,
-and an evaluation engine (calltune.evaluate.engines.Engine) over the Transformers.js layout."""
+and an evaluation engine (calltune.engines.base.Engine) over the Transformers.js layout."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from calltune.engines.base import Generation, finish, split_stops
 from calltune.errors import InputError
 
 ONNX_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
@@ -95,7 +96,7 @@ class OnnxCausalLM:
 
 class OnnxEngine:
     """Greedy generation from an exported directory (OUT/onnx/<file> + tokenizer files), with the
-    same text conventions as calltune.evaluate.engines.TorchEngine."""
+    same text conventions as calltune.engines.torch_engine.TorchEngine."""
 
     def __init__(self, export_dir, model_file: str = "model.onnx", threads: int | None = None, name: str = "onnx"):
         from transformers import AutoTokenizer, GenerationConfig
@@ -107,20 +108,14 @@ class OnnxEngine:
         eos = GenerationConfig.from_pretrained(export_dir).eos_token_id
         self.eos_ids = set([] if eos is None else [eos] if isinstance(eos, int) else eos)
 
-    def generate(self, prompt: str, max_new_tokens: int, stop: list[str], constraint=None):
-        from calltune.evaluate.engines import Generation, cut_at_stop
-
-        added = self.tokenizer.get_added_vocab()
-        end_ids = self.eos_ids | {added[s] for s in stop if s in added}
-        texts = [s for s in stop if s not in added]
+    def generate(self, prompt: str, max_new_tokens: int, stop: list[str], constraint=None) -> Generation:
+        stop_ids, texts = split_stops(self.tokenizer, stop)
+        end_ids = self.eos_ids | set(stop_ids)
         ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
         new_ids = self.model.greedy(ids, max_new_tokens, end_ids,
                                     stop=lambda new: any(t in self.decode(new) for t in texts),
                                     mask=None if constraint is None else constraint.token_mask(self.tokenizer, max_new_tokens))
-        n_tokens = len(new_ids)
-        if new_ids and new_ids[-1] in end_ids:
-            new_ids = new_ids[:-1]
-        return Generation(cut_at_stop(self.decode(new_ids), stop), n_tokens)
+        return finish(new_ids, end_ids, self.decode, stop)
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)

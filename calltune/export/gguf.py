@@ -39,15 +39,7 @@ def export_gguf(fused_dir, out_dir, types=("f16",)) -> dict:
     fused_dir, out_dir = Path(fused_dir), Path(out_dir)
     _check_types(types, FLOAT_TYPES, "export.gguf")
     template = _required_template(fused_dir)
-    report = {}
-    with atomic_path(out_dir) as tmp:
-        tmp.mkdir()
-        for kind in types:
-            started = time.perf_counter()
-            path = tmp / gguf_name(kind)
-            convert_to_gguf(fused_dir, path, kind)
-            report[kind] = _checked(path, template, started)
-    return report
+    return _write_each(out_dir, types, template, lambda path, kind: convert_to_gguf(fused_dir, path, kind))
 
 
 def quantize_gguf(source, out_dir, types=("q8_0", "q4_K_M"), threads: int = 0) -> dict:
@@ -55,14 +47,21 @@ def quantize_gguf(source, out_dir, types=("q8_0", "q4_K_M"), threads: int = 0) -
     _check_types(types, QUANT_TYPES, "quantize.gguf")
     source, out_dir = _float_source(Path(source)), Path(out_dir)
     template = read_gguf_metadata(source)["chat_template"]
+    report = _write_each(out_dir, types, template, lambda path, kind: llama_quantize(source, path, kind, threads))
+    return {kind: {**entry, "source": source.name} for kind, entry in report.items()}
+
+
+def _write_each(out_dir: Path, types, template: str, write) -> dict:
+    """One GGUF per type, `write(path, kind)` into a temporary directory that becomes out_dir once
+    all are written and checked (_checked); the report per type."""
     report = {}
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
         for kind in types:
             started = time.perf_counter()
             path = tmp / gguf_name(kind)
-            llama_quantize(source, path, kind, threads)
-            report[kind] = {**_checked(path, template, started), "source": source.name}
+            write(path, kind)
+            report[kind] = _checked(path, template, started)
     return report
 
 

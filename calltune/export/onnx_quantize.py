@@ -149,7 +149,8 @@ def save_model(model, path: Path) -> bool:
     return external
 
 
-def check_variants(names) -> list[str]:
+def known_variants(names) -> list[str]:
+    """`names` as a list, or an InputError naming the ones that are not ONNX variants."""
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
         raise InputError(f"unknown ONNX variant(s) {unknown} (expected {', '.join(VARIANTS)})", field="quantize.onnx")
@@ -166,7 +167,7 @@ def quantize_onnx(export_dir, out_dir, variants) -> dict[str, dict]:
     report = {}
     with atomic_path(out_dir) as tmp:
         (tmp / ONNX_SUBDIR).mkdir(parents=True)
-        for name in check_variants(variants):
+        for name in known_variants(variants):
             path = tmp / ONNX_SUBDIR / VARIANTS[name].file
             external = save_model(make_variant(name, fp32), path)
             report[name] = {"file": f"{ONNX_SUBDIR}/{path.name}", "dtype": VARIANTS[name].tjs_dtype,

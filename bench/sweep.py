@@ -90,4 +90,7 @@ def main(base, out, configs):
 
 
 if __name__ == "__main__":
+    if len(sys.argv) != 4 or sys.argv[1] in ("-h", "--help"):
+        print(__doc__)
+        sys.exit(0 if sys.argv[1:2] in (["-h"], ["--help"]) else 2)
     main(sys.argv[1], sys.argv[2], json.loads(Path(sys.argv[3]).read_text()))

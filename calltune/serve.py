@@ -155,14 +155,32 @@ class LlamaServerBackend:
 
     def next_logits(self, ids: list[int]) -> np.ndarray:
         """Scores of the next token after `ids` for llama-server's top candidates (their log-probabilities,
-        which order tokens as the logits do), very low for every other token."""
-        reply = post_json(f"{self.base_url}/completion",
-                          {"prompt": ids, "n_predict": 1, "n_probs": self.TOP_TOKENS, "temperature": 0,
-                           "cache_prompt": True, "samplers": []}, self.timeout)
+        which order tokens as the logits do), very low for every other token.
+
+        When the best next token ends generation, llama-server answers without probabilities: then
+        the end tokens score highest and the others come from a second request that excludes them
+        (`ignore_eos`), in the same order the logits give them."""
         logits = np.full(self.vocabulary.n_vocab, -1e9, dtype=np.float32)
-        for candidate in reply["completion_probabilities"][0]["top_logprobs"]:
+        candidates = self._top(ids, ignore_eos=False)
+        if candidates is None:
+            candidates = self._top(ids, ignore_eos=True) or []
+            logits[self._end_ids()] = 1.0  # above every log-probability
+        for candidate in candidates:
             logits[candidate["id"]] = candidate["logprob"]
         return logits
+
+    def _top(self, ids: list[int], ignore_eos: bool) -> list[dict] | None:
+        reply = post_json(f"{self.base_url}/completion",
+                          {"prompt": ids, "n_predict": 1, "n_probs": self.TOP_TOKENS, "temperature": 0,
+                           "cache_prompt": True, "samplers": [], "ignore_eos": ignore_eos}, self.timeout)
+        probabilities = reply.get("completion_probabilities") or []
+        return probabilities[0]["top_logprobs"] if probabilities else None
+
+    def _end_ids(self) -> np.ndarray:
+        if not hasattr(self, "_ends"):
+            vocab = self.vocabulary
+            self._ends = np.array([i for i in vocab.control_ids.tolist() if vocab.is_end(i)], dtype=np.int64)
+        return self._ends
 
     def _decode(self, ids: list[int]) -> str:
         return self.vocabulary.detokenize(ids, special=True).decode("utf-8", errors="replace")

@@ -132,11 +132,10 @@ class LlamaServerBackend:
 
     def wrap_up(self, prompt: str, text: str, constraint, steps: int) -> list[int]:
         """Up to `steps` token ids that close the constrained reply `text` of `prompt`."""
-        from calltune.engines.llama_cpp import LlamaCppEngine
+        from calltune.engines.llama_cpp import grammar_sampler
 
         vocab = self.vocabulary
-        # the in-process engine's own construction, on the vocabulary alone (it reads .model and .tokenize)
-        sampler = LlamaCppEngine.grammar_sampler(VocabularyOnly(vocab), constraint)
+        sampler = grammar_sampler(vocab, constraint)  # the in-process engine's, on the vocabulary alone
         so_far = vocab.tokenize(text, special=True)
         for token in so_far:  # the reply's text as tokens; the grammar matches text, so any tokenization fits
             if not sampler.allowed([token])[0]:
@@ -164,7 +163,7 @@ class LlamaServerBackend:
         candidates = self._top(ids, ignore_eos=False)
         if candidates is None:
             candidates = self._top(ids, ignore_eos=True) or []
-            logits[self._end_ids()] = 1.0  # above every log-probability
+            logits[self.vocabulary.end_ids] = 1.0  # above every log-probability
         for candidate in candidates:
             logits[candidate["id"]] = candidate["logprob"]
         return logits
@@ -176,24 +175,8 @@ class LlamaServerBackend:
         probabilities = reply.get("completion_probabilities") or []
         return probabilities[0]["top_logprobs"] if probabilities else None
 
-    def _end_ids(self) -> np.ndarray:
-        if not hasattr(self, "_ends"):
-            vocab = self.vocabulary
-            self._ends = np.array([i for i in vocab.control_ids.tolist() if vocab.is_end(i)], dtype=np.int64)
-        return self._ends
-
     def _decode(self, ids: list[int]) -> str:
         return self.vocabulary.detokenize(ids, special=True).decode("utf-8", errors="replace")
-
-
-class VocabularyOnly:
-    """A GGUF's vocabulary (libllama.Model loaded vocab_only) with the engine's tokenize."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def tokenize(self, text: str) -> list[int]:
-        return self.model.tokenize(text, special=True)
 
 
 def post_json(url: str, body: dict, timeout: float) -> dict:

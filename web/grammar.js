@@ -31,13 +31,14 @@ export function wrapUpTokens(maxNewTokens) {
 
 // --- atoms: char-level machines with step(state, ch) -> state | null and end(state) -------------
 
-function avoiding(avoid, tail, ch) {
-  // the last characters after `ch` (enough to see every avoided word end), or null if one ends here
+function avoiding(a, tail, ch) {
+  // the last a.keep characters after `ch` (enough to see every avoided word end), or null if one ends here
   const text = tail + ch;
-  if (avoid.some((word) => text.endsWith(word))) return null;
-  const keep = Math.max(0, ...avoid.map((w) => w.length - 1));
-  return keep ? text.slice(-keep) : '';
+  if (a.avoid.some((word) => text.endsWith(word))) return null;
+  return a.keep ? text.slice(-a.keep) : '';
 }
+
+const tailLength = (avoid) => Math.max(0, ...avoid.map((w) => w.length - 1));
 
 const isControl = (ch) => ch.charCodeAt(0) < 0x20;
 
@@ -52,7 +53,7 @@ const ATOMS = {
     init: () => ({ tail: '', n: 0 }),
     step: (a, s, ch) => {
       if (isSymbolOfSpecial(ch)) return null;
-      const tail = avoiding(a.avoid, s.tail, ch);
+      const tail = avoiding(a, s.tail, ch);
       return tail === null ? null : { tail, n: s.n + 1 };
     },
     end: (a, s) => s.n >= a.min,
@@ -72,7 +73,7 @@ const ATOMS = {
       }
       if (ch === '\\') return { tail: '', esc: 1 };
       if (ch === '"' || isControl(ch)) return null;
-      const tail = avoiding(a.avoid, s.tail, ch);
+      const tail = avoiding(a, s.tail, ch);
       return tail === null ? null : { tail, esc: 0 };
     },
     end: (a, s) => s.esc === 0,
@@ -153,8 +154,8 @@ export class Grammar {
     this.nodes.push(out);
     if ('lit' in node) Object.assign(out, { atom: 'lit', text: Array.from(node.lit) });
     else if ('token' in node) Object.assign(out, { atom: 'lit', text: Array.from(specials.get(node.token) ?? node.token) });
-    else if ('text' in node) Object.assign(out, { atom: 'text', avoid: node.text.avoid, min: node.text.min_chars });
-    else if ('json_chars' in node) Object.assign(out, { atom: 'json_chars', avoid: node.json_chars.avoid });
+    else if ('text' in node) Object.assign(out, { atom: 'text', avoid: node.text.avoid, keep: tailLength(node.text.avoid), min: node.text.min_chars });
+    else if ('json_chars' in node) Object.assign(out, { atom: 'json_chars', avoid: node.json_chars.avoid, keep: tailLength(node.json_chars.avoid) });
     else if ('char_run' in node) Object.assign(out, { atom: 'char_run', exclude: node.char_run.exclude });
     else if ('number' in node) Object.assign(out, { atom: 'number', ...node.number });
     else if ('char_class' in node) Object.assign(out, { atom: 'char_class', ...node.char_class });

@@ -94,7 +94,7 @@ def regex_escape(text: str) -> str:
 
 
 def _class_chars(chars: str) -> str:
-    return "".join("\\" + c if c in "]\\^-[/" else c for c in chars)
+    return "".join(map(_class_char, chars))
 
 
 def _number_regex(node: Number) -> str:

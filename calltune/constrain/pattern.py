@@ -14,6 +14,8 @@ would have to escape; a negated class or `.` leaves those out.
 
 from __future__ import annotations
 
+import math
+
 from calltune.constrain.grammar import UNSAFE_IN_PATTERNS as UNSAFE
 from calltune.constrain.grammar import CharClass, Lit, Repeat, alt, seq
 
@@ -171,8 +173,6 @@ def integer_range(schema: dict, max_values: int = 100):
     def bound(key):
         value = schema.get(key)
         return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-    import math
 
     low = [b for b in (bound("minimum"), None if bound("exclusiveMinimum") is None else bound("exclusiveMinimum") + 1)
            if b is not None]

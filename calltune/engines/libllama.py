@@ -238,6 +238,13 @@ class Model:
             self._control_ids = np.array([i for i in range(self.n_vocab) if is_control(self.vocab, i)], dtype=np.int64)
         return self._control_ids
 
+    @property
+    def end_ids(self) -> np.ndarray:
+        """Ids of the tokens that end generation (control tokens for which is_end holds), found once."""
+        if not hasattr(self, "_end_ids"):
+            self._end_ids = np.array([i for i in self.control_ids.tolist() if self.is_end(i)], dtype=np.int64)
+        return self._end_ids
+
 
 class Context:
     """A llama.cpp context on a Model: a KV cache holding `tokens`, evaluated one batch at a time."""
@@ -319,7 +326,7 @@ class GrammarSampler:
         self.wrapping_up = wrapping_up
         # llama.cpp's grammar matches a control token by its text, so inside free text or a string it
         # would let <unused53> through; only the grammar's own tokens and the end tokens stay allowed
-        keep = set(grammar_tokens) | {i for i in model.control_ids.tolist() if model.is_end(i)}
+        keep = set(grammar_tokens) | set(model.end_ids.tolist())
         self.banned = np.array([i for i in model.control_ids.tolist() if i not in keep], dtype=np.int64)
         self.handle = self._sampler(gbnf)
         self.accepted: list[int] = []

@@ -55,16 +55,7 @@ class LlamaCppEngine:
 
     def grammar_sampler(self, constraint):
         """llama.cpp's grammar sampler for a calltune.constrain.Constraint (None: no constraint)."""
-        if constraint is None:
-            return None
-        from calltune.engines.libllama import GrammarSampler
-
-        ends, tokens = constraint.vocabulary_tokens(self.tokenize, self.model.is_end)
-        closers = constraint.closers(lambda text: ids[0] if len(ids := self.tokenize(text)) == 1 else None)
-        return GrammarSampler(self.model, constraint.gbnf(ends, tokens), closers=closers,
-                              minimal_gbnf=constraint.gbnf(ends, tokens, minimal=True) if constraint.minimal else None,
-                              wrapping_up=constraint.wrapping_up,
-                              grammar_tokens=[self.tokenize(t)[0] for t in tokens])
+        return None if constraint is None else grammar_sampler(self.model, constraint)
 
     def decode(self, ids: list[int]) -> str:
         return self.model.detokenize(ids, special=True).decode("utf-8", errors="replace")
@@ -73,3 +64,18 @@ class LlamaCppEngine:
         ids = self.generate_ids(self.tokenize(prompt), max_new_tokens, stop, self.grammar_sampler(constraint))
         ended = {ids[-1]} if ids and self.model.is_end(ids[-1]) else set()
         return finish(ids, ended, self.decode, stop)
+
+
+def grammar_sampler(model, constraint):
+    """libllama.GrammarSampler of a calltune.constrain.Constraint on a libllama.Model; a model loaded
+    vocab_only will do (serve's llama-server backend closes replies with one)."""
+    from calltune.engines.libllama import GrammarSampler
+
+    def tokenize(text: str) -> list[int]:
+        return model.tokenize(text, special=True)
+
+    ends, tokens = constraint.vocabulary_tokens(tokenize, model.is_end)
+    closers = constraint.closers(lambda text: ids[0] if len(ids := tokenize(text)) == 1 else None)
+    return GrammarSampler(model, constraint.gbnf(ends, tokens), closers=closers,
+                          minimal_gbnf=constraint.gbnf(ends, tokens, minimal=True) if constraint.minimal else None,
+                          wrapping_up=constraint.wrapping_up, grammar_tokens=[tokenize(t)[0] for t in tokens])

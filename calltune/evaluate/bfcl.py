@@ -3,6 +3,8 @@ with calltune's AST metric and with bfcl-eval's own checker, reporting both and 
 
     python -m calltune.evaluate.bfcl MODEL_DIR --out metrics.json --predictions preds.jsonl \
         [--categories simple_python,irrelevance] [--limit N] [--batch-size 32] [--device auto]
+    python -m calltune.evaluate.bfcl MODEL_DIR --out metrics.json --predictions preds.jsonl --rescore
+        # judge the raw outputs in preds.jsonl again (after a checker change): no generation
 
 Questions, functions and possible answers come from the PyPI package bfcl-eval (installed without
 its dependencies), read by calltune's BFCL importer; each prompt is rendered in the model's chat
@@ -266,6 +268,31 @@ def constrain_rows(engine, fmt, items: list[Item], rows: list[dict], generations
     return {"categories": summarize(constrained), "regenerated": len(redo), "seconds": round(seconds, 2)}
 
 
+def rescore(fmt, rows: list[dict], metrics: dict) -> tuple[list[dict], dict]:
+    """(rows, metrics) with every saved raw output (free and constrained) parsed and judged again by
+    today's checkers; `metrics` (the earlier run's) keeps its generation figures, its scores are
+    replaced. Nothing is generated, so a checker change is measured on the very same outputs."""
+    wanted = {row.get("id") for row in rows}
+    items = {item.id: item for item in load_items(CATEGORIES) if item.id in wanted}
+    missing = [row.get("id") for row in rows if row.get("id") not in items]
+    if missing:
+        raise InputError(f"{len(missing)} rows name no held-out BFCL item (first: {missing[0]!r})",
+                         field="id")
+    again = []
+    for row in rows:
+        item = items[row["id"]]
+        new = score(item, fmt, row["raw_output"], row["n_generated_tokens"])
+        if "constrained" in row:
+            kept = score(item, fmt, row["constrained"]["raw_output"], row["constrained"]["n_generated_tokens"])
+            new["constrained"] = {k: v for k, v in kept.items() if k not in ("id", "category")}
+        again.append(new)
+    metrics = {**metrics, "categories": summarize(again), "rescored": True}
+    if "constrained" in metrics or any("constrained" in row for row in again):
+        constrained = [{"id": r["id"], "category": r["category"], **r.get("constrained", r)} for r in again]
+        metrics["constrained"] = {**metrics.get("constrained", {}), "categories": summarize(constrained)}
+    return again, metrics
+
+
 def table(categories: dict) -> str:
     """A Markdown table of the per-category numbers (summarize's output)."""
     lines = ["| category | n | bfcl | calltune AST | agreement |", "|---|---:|---:|---:|---:|"]
@@ -320,15 +347,20 @@ def _categories(values: tuple[str, ...]) -> list[str]:
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for PyTorch.")
 @click.option("--constrained/--no-constrained", default=False, show_default=True,
               help="Also score under schema-constrained decoding (outputs outside the grammar generated again).")
+@click.option("--rescore", is_flag=True,
+              help="Judge the raw outputs already in --predictions again and update --out's scores "
+                   "(no generation; MODEL_DIR gives the tokenizer and format).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def main(model_dir, out, predictions, categories, limit, batch_size, max_new_tokens, device, format_name,
-         threads, constrained, progress):
+         threads, constrained, rescore, progress):
     from calltune.engines.torch_engine import TorchEngine
     from calltune.formats import get_format
 
     try:
         if not (model_dir / "config.json").is_file():
             raise InputError("not a Hugging Face model directory (no config.json)", path=model_dir)
+        if rescore:
+            return _rescore_files(model_dir, out, predictions, format_name)
         items = load_items(_categories(categories), limit)
         device = pick_device(device)
         dtype = "bfloat16" if device == "cuda" else model_dtype(model_dir)
@@ -349,6 +381,25 @@ def main(model_dir, out, predictions, categories, limit, batch_size, max_new_tok
     click.echo(table(metrics["categories"]))
     if constrained:
         click.echo(f"constrained ({metrics['constrained']['regenerated']} generated again):")
+        click.echo(table(metrics["constrained"]["categories"]))
+
+
+def _rescore_files(model_dir: Path, out: Path, predictions: Path, format_name: str) -> None:
+    from transformers import AutoTokenizer
+
+    from calltune.formats import get_format
+    from calltune.io import read_json, read_jsonl
+
+    for path in (predictions, out):
+        if not path.is_file():
+            raise InputError("--rescore needs the earlier run's file", path=path)
+    fmt = get_format(format_name, tokenizer=AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False))
+    rows, metrics = rescore(fmt, [row for _, row in read_jsonl(predictions)], read_json(out))
+    write_jsonl(predictions, rows)
+    write_json(out, metrics)
+    click.echo(table(metrics["categories"]))
+    if "constrained" in metrics:
+        click.echo("constrained:")
         click.echo(table(metrics["constrained"]["categories"]))
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import unicodedata
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
@@ -45,12 +44,12 @@ def judge(calls: list[dict], parse_error: str | None, expected: list[dict], tool
         return Judgement(UNPARSEABLE, False, False, False, f"parse error: {parse_error}")
     names_match = sorted(c["name"] for c in calls) == sorted(c["name"] for c in expected)
     exact_reason = exact_difference(calls, expected, accept)
+    ast_reason = ast_difference(calls, expected, tool_parameters(tools), accept)
+    if ast_reason is not None:  # also for an exact match that breaks the schema (10.0 for an integer,
+        return Judgement(WRONG, False, False, names_match, ast_reason)  # a required arg left out)
     if exact_reason is None:
         return Judgement(EXACT, True, True, names_match, "exact match" if expected else "no call, as expected")
-    ast_reason = ast_difference(calls, expected, tool_parameters(tools), accept)
-    if ast_reason is None:
-        return Judgement(EQUIVALENT, False, True, names_match, f"equivalent, not exact: {exact_reason}")
-    return Judgement(WRONG, False, False, names_match, ast_reason)
+    return Judgement(EQUIVALENT, False, True, names_match, f"equivalent, not exact: {exact_reason}")
 
 
 def tool_parameters(tools: list[dict]) -> dict[str, dict]:
@@ -321,13 +320,13 @@ def json_type(value, integers_as_numbers: bool = False) -> str:
     return "null"
 
 
-_SPACES = re.compile(r"\s+")
+_IGNORED = re.compile(r"[\s,./\-_*^]+")  # bfcl-eval's standardize_string drops these (and spaces)
 
 
 def normalize_string(text: str) -> str:
-    """Casefold, drop punctuation, collapse whitespace: 'San Francisco, CA ' == 'san francisco ca'."""
-    kept = "".join(ch for ch in text.casefold() if not unicodedata.category(ch).startswith("P"))
-    return _SPACES.sub(" ", kept).strip()
+    """BFCL's string rule: casefold, drop whitespace and , . / - _ * ^ ('San Francisco, CA' ==
+    'sanfrancisco ca', '2x**2' == '2x^2'); other characters count ('C#' != 'C')."""
+    return _IGNORED.sub("", text.casefold()).replace("'", '"')
 
 
 def show(value, limit: int = 60) -> str:

@@ -83,6 +83,15 @@ CASES = [  # (item, model output, correct by both checkers)
      False),  # values crossed between the pair
     ("parallel_0", output(("spotify_play", {"artist": "Taylor Swift", "duration": 20})), False),  # one call short
     ("irrelevance_0", "I cannot help with that using the tools I have.", True),  # no call
+    # outputs on which the checkers disagreed in the foundation's third run (foundation/README.md):
+    ("simple_python_26", output(("calculate_velocity", {"distance": 50.0, "duration": 2})),
+     False),  # 50.0 for an integer: equal to the answer, but not of its type
+    ("simple_python_17", output(("get_prime_factors", {"number": 450})),
+     False),  # a required argument left out, though its possible answers accept "" as well
+    ("simple_python_298", output(("music_theory_key_signature", {"key": "C", "scale_type": "major"})),
+     False),  # 'C' for 'C#': '#' is not one of the characters BFCL's string rule drops
+    ("multiple_99", output(("calculus_derivative", {"function": "2x^2", "value": 1})),
+     True),  # '2x^2' for '2x**2': both drop to '2x2' under BFCL's rule
     ("irrelevance_0", output(("determine_body_mass_index", {"weight": 70, "height": 1.75})), False),  # a call
 ]
 
@@ -238,6 +247,35 @@ def test_constrained_rows_keep_valid_outputs_and_regenerate_the_others(items, en
             assert call["name"] in declared
             assert set(call["arguments"]) <= set(declared[call["name"]]["properties"])
     assert rows[1]["parse_error"] is None and not rows[1]["calltune_correct"]  # the free row is unchanged
+
+
+def test_rescore_judges_saved_outputs_again_and_keeps_the_run_figures(items, tiny_gemma_dir, tmp_path):
+    """--rescore re-judges the raw outputs already saved (free and constrained): stale verdicts are
+    replaced, generation figures kept, a row naming no held-out item is an error that writes nothing."""
+    text = output(("calculate_velocity", {"distance": 50.0, "duration": 2}))
+    row = bfcl.score(items["simple_python_26"], FMT, text, 12)
+    stale = {**row, "calltune_correct": True, "agree": False, "constrained": {
+        k: v for k, v in bfcl.score(items["simple_python_26"], FMT, output(
+            ("calculate_velocity", {"distance": 50, "duration": 2})), 11).items() if k not in ("id", "category")}}
+    out, preds = tmp_path / "metrics.json", tmp_path / "preds.jsonl"
+    preds.write_text(json.dumps(stale) + "\n")
+    out.write_text(json.dumps({"generation": {"seconds": 3.5}, "constrained": {"regenerated": 1}}))
+    args = [str(tiny_gemma_dir), "--out", str(out), "--predictions", str(preds), "--rescore"]
+    result = CliRunner().invoke(bfcl.main, args)
+    assert result.exit_code == 0, result.output
+    again = json.loads(preds.read_text())
+    assert (again["calltune_correct"], again["agree"], again["n_generated_tokens"]) == (False, True, 12)
+    assert again["constrained"]["calltune_correct"] and again["constrained"]["bfcl_correct"]
+    metrics = json.loads(out.read_text())
+    assert metrics["generation"] == {"seconds": 3.5} and metrics["rescored"] is True
+    assert metrics["categories"]["all"]["calltune_ast_accuracy"] == 0.0
+    assert metrics["constrained"]["regenerated"] == 1
+    assert metrics["constrained"]["categories"]["all"]["bfcl_accuracy"] == 1.0
+    before = (preds.read_text(), out.read_text())
+    preds.write_text(json.dumps({**row, "id": "live_simple_0"}) + "\n")
+    bad = CliRunner().invoke(bfcl.main, args)
+    assert bad.exit_code == 2 and "name no held-out BFCL item (first: 'live_simple_0')" in bad.output
+    assert out.read_text() == before[1]
 
 
 def test_cli_bad_input_fails_cleanly_and_writes_nothing(tiny_gemma_dir, tmp_path):

@@ -166,7 +166,27 @@ def test_strings_compare_after_case_space_and_punctuation_normalisation():
     j = check([call("get_weather", location="  tokyo   JAPAN. ", unit="Celsius")], [WEATHER])
     assert j.verdict == EQUIVALENT
     assert j.reason == "equivalent, not exact: arg 'location': expected 'Tokyo, Japan', got '  tokyo   JAPAN. '"
-    assert normalize_string("San Francisco,\tCA!") == "san francisco ca"
+    assert normalize_string("San Francisco,\tCA") == normalize_string("san francisco ca")
+
+
+def test_strings_follow_bfcls_rule_and_keep_other_characters():
+    # bfcl-eval drops whitespace and , . / - _ * ^ only: the two checkers must agree on these
+    assert normalize_string("2x**2") == normalize_string("2x^2")
+    assert normalize_string("April 1, 2024") == normalize_string("april 1 2024")
+    assert normalize_string("C#") != normalize_string("C")
+    assert normalize_string("Hello!") != normalize_string("Hello")
+
+
+def test_an_exact_match_that_breaks_the_schema_is_wrong():
+    tools = [{"name": "repeat", "parameters": {"type": "object", "properties": {
+        "times": {"type": "integer"}, "loud": {"type": "boolean"}}, "required": ["times", "loud"]}}]
+    as_float = judge([call("repeat", times=3.0, loud=True)], None, [call("repeat", times=3, loud=True)], tools)
+    assert (as_float.verdict, as_float.exact_match) == (WRONG, False)
+    assert as_float.reason == "arg 'times': expected integer, got number 3.0"
+    left_out = judge([call("repeat", times=3)], None, [call("repeat", times=3)], tools,
+                     accept=[{"loud": [True, ""]}])  # an accepted "may be left out" does not beat `required`
+    assert (left_out.verdict, left_out.reason) == (WRONG, "missing required 'loud'")
+    assert judge([call("repeat", times=3, loud=True)], None, [call("repeat", times=3, loud=True)], tools).exact_match
     abbreviated = check([call("get_weather", location="Tokyo Jpn")], [call("get_weather", location="Tokyo, Japan")])
     assert abbreviated.verdict == WRONG
 

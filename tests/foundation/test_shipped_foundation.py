@@ -10,7 +10,8 @@ import json
 
 import pytest
 
-from calltune.base_model import DEFAULT_BASE, SOURCE_FILE, resolve_base
+from calltune.base_model import DEFAULT_BASE, resolve_base
+from calltune.model_dir import SOURCE_FILE
 from calltune.foundation.adapter import foundation_dir
 
 pytestmark = pytest.mark.slow

@@ -47,7 +47,7 @@ def parse(argv=None) -> argparse.Namespace:
 
 def synthetic(n: int, vocab: int, seed: int = 0):
     """Tool-calling shaped rows: one 300-token head, a 20-60-token user turn, a 20-60-token completion."""
-    from calltune.train.datasets import Example
+    from calltune.train.datasets import TokenizedExample
 
     rng = random.Random(seed)
     head = [2] + [rng.randrange(256, vocab) for _ in range(299)]
@@ -56,7 +56,8 @@ def synthetic(n: int, vocab: int, seed: int = 0):
         user = [rng.randrange(256, vocab) for _ in range(rng.randint(20, 60))]
         answer = [rng.randrange(256, vocab) for _ in range(rng.randint(20, 60))]
         ids = head + user + answer
-        rows.append(Example(f"s{i}", tuple(ids), tuple([False] * (len(ids) - len(answer)) + [True] * len(answer))))
+        rows.append(TokenizedExample(f"s{i}", tuple(ids),
+                                     tuple([False] * (len(ids) - len(answer)) + [True] * len(answer))))
     return rows
 
 

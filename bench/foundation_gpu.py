@@ -91,7 +91,8 @@ def sweep(args, params):
         for text, code in zip(args.config, codes):
             print(f"sweep {parse_config(text)[0]}: exit {code}", flush=True)
         return
-    from calltune.train.run import TrainPaths, run_torch
+    from calltune.train.run import run_torch
+    from calltune.train.session import TrainPaths
 
     name, overrides = parse_config(args.config[0])
     run = WORK / "runs" / name

@@ -23,7 +23,8 @@ from calltune.evaluate.metrics import aggregate
 from calltune.evaluate.runner import evaluate_target
 from calltune.formats import get_format
 from calltune.fuse import fuse
-from calltune.train.run import TrainPaths, run_training
+from calltune.train.run import run_training
+from calltune.train.session import TrainPaths
 
 
 def merge(a, b):

@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ba
 
 import torch  # noqa: E402
 
-from calltune.train.datasets import Example, collate  # noqa: E402
+from calltune.train.datasets import TokenizedExample, collate  # noqa: E402
 from calltune.train.device import resolve_device, resolve_dtype  # noqa: E402
 from calltune.train.loss import compile_layers, completion_loss  # noqa: E402
 from calltune.train.packing import pack_examples  # noqa: E402
@@ -81,7 +81,7 @@ def default_lora() -> dict:
 
 # -- data ------------------------------------------------------------------------------------
 def synthetic_examples(n: int, prefix: int, user: tuple[int, int], completion: tuple[int, int],
-                       vocab: int, seed: int) -> list[Example]:
+                       vocab: int, seed: int) -> list[TokenizedExample]:
     """One shared head (tool declarations) + a user turn + a completion, random token ids."""
     rng = random.Random(seed)
     head = [2] + [rng.randrange(256, vocab) for _ in range(prefix - 1)]
@@ -90,12 +90,13 @@ def synthetic_examples(n: int, prefix: int, user: tuple[int, int], completion: t
         query = [rng.randrange(256, vocab) for _ in range(rng.randint(*user))]
         answer = [rng.randrange(256, vocab) for _ in range(rng.randint(*completion))]
         ids = head + query + answer
-        out.append(Example(f"syn-{i}", tuple(ids), tuple([False] * (len(ids) - len(answer)) + [True] * len(answer))))
+        out.append(TokenizedExample(f"syn-{i}", tuple(ids),
+                                    tuple([False] * (len(ids) - len(answer)) + [True] * len(answer))))
     return out
 
 
 def heterogeneous_examples(n: int, heads: tuple[int, int], user: tuple[int, int], completion: tuple[int, int],
-                           vocab: int, seed: int) -> list[Example]:
+                           vocab: int, seed: int) -> list[TokenizedExample]:
     """Every example its own head (tool declarations) of a random length: n prompt groups."""
     rng = random.Random(seed)
     out = []
@@ -104,36 +105,37 @@ def heterogeneous_examples(n: int, heads: tuple[int, int], user: tuple[int, int]
         query = [rng.randrange(256, vocab) for _ in range(rng.randint(*user))]
         answer = [rng.randrange(256, vocab) for _ in range(rng.randint(*completion))]
         ids = head + query + answer
-        out.append(Example(f"het-{i}", tuple(ids), tuple([False] * (len(ids) - len(answer)) + [True] * len(answer)),
-                           f"head-{i}"))
+        out.append(TokenizedExample(f"het-{i}", tuple(ids),
+                                    tuple([False] * (len(ids) - len(answer)) + [True] * len(answer)),
+                                    f"head-{i}"))
     return out
 
 
-def canonical_examples(path: Path, tokenizer_dir: Path, max_seq_len: int) -> list[Example]:
+def canonical_examples(path: Path, tokenizer_dir: Path, max_seq_len: int) -> list[TokenizedExample]:
     """Canonical JSONL rows tokenized with calltune's own loader (completion mask, prompt groups)."""
     from transformers import AutoTokenizer
 
     from calltune.formats import get_format
-    from calltune.train.datasets import load_examples
+    from calltune.train.datasets import tokenize_split
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    examples, _ = load_examples(path, get_format("auto", tokenizer=tokenizer), tokenizer, max_seq_len)
+    examples, _ = tokenize_split(path, get_format("auto", tokenizer=tokenizer), tokenizer, max_seq_len)
     return examples
 
 
-def load_examples_file(path: Path) -> list[Example]:
+def load_examples_file(path: Path) -> list[TokenizedExample]:
     rows = json.loads(path.read_text())
-    return [Example(r["id"], tuple(r["input_ids"]), tuple(r["targets"]), r.get("group", "")) for r in rows]
+    return [TokenizedExample(r["id"], tuple(r["input_ids"]), tuple(r["targets"]), r.get("group", "")) for r in rows]
 
 
 def dump_examples(split: Path, base: Path, out: Path, max_seq_len: int) -> None:
     from transformers import AutoTokenizer
 
     from calltune.formats import get_format
-    from calltune.train.datasets import load_examples
+    from calltune.train.datasets import tokenize_split
 
     tokenizer = AutoTokenizer.from_pretrained(base)
-    examples, _ = load_examples(split, get_format("auto", tokenizer=tokenizer), tokenizer, max_seq_len)
+    examples, _ = tokenize_split(split, get_format("auto", tokenizer=tokenizer), tokenizer, max_seq_len)
     out.write_text(json.dumps([{"id": e.id, "input_ids": list(e.input_ids), "targets": list(e.targets),
                                 "group": e.group} for e in examples]))
     print(f"wrote {len(examples)} examples to {out}")
@@ -196,13 +198,13 @@ def build_model(args):
     return get_peft_model(copy.deepcopy(args.base), LoraConfig(task_type="CAUSAL_LM", bias="none", **args.lora))
 
 
-def baseline_batches(examples: list[Example], batch_size: int, seed: int) -> list[list[int]]:
+def baseline_batches(examples: list[TokenizedExample], batch_size: int, seed: int) -> list[list[int]]:
     order = list(range(len(examples)))
     random.Random(seed).shuffle(order)
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def baseline_step(model, optimizer, examples: list[Example], pad_id: int, device) -> int:
+def baseline_step(model, optimizer, examples: list[TokenizedExample], pad_id: int, device) -> int:
     batch = collate(examples, pad_id)
     width = batch.input_ids.shape[1]
     attention = torch.arange(width)[None, :] < batch.lengths[:, None]
@@ -249,7 +251,7 @@ def run_baseline(args, examples, dtype, device) -> dict:
             "warmup_s": warm, "peak_bytes": mem.peak}
 
 
-def calltune_step(trainer, chunk: list[list[int]], examples: list[Example]) -> int:
+def calltune_step(trainer, chunk: list[list[int]], examples: list[TokenizedExample]) -> int:
     trainer.optimizer_step(chunk)
     return sum(len(examples[i]) for micro_batch in chunk for i in micro_batch)
 

@@ -17,25 +17,18 @@ from pathlib import Path
 
 import torch
 
-from calltune import __version__
 from calltune.errors import InputError
-from calltune.io import atomic_path, sha256_file, write_json
+from calltune.foundation.adapter import apply_foundation
+from calltune.io import sha256_file
+from calltune.model_dir import DTYPES, SOURCE_FILE, save_base
 from calltune.tokenizer import FUNCTIONGEMMA_TOKENS, hf_tokenizer, read_gguf_vocab, rename_tokens
 
 DEFAULT_BASE = "gemma-3-270m"
-SOURCE_FILE = "calltune_source.json"
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 GEMMA3_TYPES = ("gemma3", "gemma3_text")
 
 
 def is_gemma3(config) -> bool:
     return getattr(config, "model_type", None) in GEMMA3_TYPES
-
-
-def functiongemma_template() -> str:
-    from calltune.formats.functiongemma import CHAT_TEMPLATE
-
-    return CHAT_TEMPLATE
 
 
 def load_gguf(path: Path, dtype: torch.dtype, workdir: Path):
@@ -114,31 +107,6 @@ def rename_fast_tokens(tokenizer, names: dict[int, str]):
     return tokenizer
 
 
-def generation_config_for(model, tokenizer, functiongemma: bool):
-    from transformers import GenerationConfig
-
-    eos = [tokenizer.eos_token_id]
-    if functiongemma:
-        eos += tokenizer.convert_tokens_to_ids(["<end_of_turn>", "<start_function_response>"])
-    return GenerationConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=eos,
-                            pad_token_id=tokenizer.pad_token_id, do_sample=False)
-
-
-def save_base(model, tokenizer, out_dir, provenance: dict) -> None:
-    """Write the HF directory atomically: weights, config, tokenizer, template, provenance."""
-    functiongemma = "<start_function_call>" in tokenizer.get_vocab()
-    if functiongemma:
-        tokenizer.chat_template = functiongemma_template()
-    model.generation_config = generation_config_for(model, tokenizer, functiongemma)
-    with atomic_path(out_dir) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp, save_jinja_files=False)  # Transformers.js reads it from the config
-        if tokenizer.chat_template:
-            (tmp / "chat_template.jinja").write_text(tokenizer.chat_template, encoding="utf-8")
-        write_json(tmp / SOURCE_FILE, {**provenance, "functiongemma": functiongemma,
-                                       "calltune_version": __version__})
-
-
 def resolve_base(spec: str, out_dir, dtype: str = "float32", foundation: Path | None = None) -> dict:
     """Resolve `spec` into `out_dir`; returns the provenance record written there. `foundation`,
     a PEFT adapter directory (calltune.foundation.adapter), is merged in float32 before the cast
@@ -147,8 +115,6 @@ def resolve_base(spec: str, out_dir, dtype: str = "float32", foundation: Path | 
         load_dtype = torch.float32 if foundation is not None else DTYPES[dtype]
         model, tokenizer, provenance = load_base(spec, load_dtype, Path(workdir))
         if foundation is not None:
-            from calltune.foundation.adapter import apply_foundation
-
             model, provenance["foundation"] = apply_foundation(model, foundation, provenance.get("sha256"))
             model.to(DTYPES[dtype])
         save_base(model, tokenizer, out_dir, {**provenance, "dtype": dtype})

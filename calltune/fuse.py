@@ -8,7 +8,7 @@ Adapter forms, recognised by their files:
   full (the trained weights by name); converted and merged here in torch.
 - a whole model (train method full): config.json + *.safetensors; taken as it is.
 
-The fused directory is written like models/base (calltune.base_model.save_base): safetensors,
+The fused directory is written like models/base (calltune.model_dir.save_base): safetensors,
 config, tokenizer with the chat template inside tokenizer_config.json and as chat_template.jinja,
 generation_config.json with the format's stop tokens, and calltune_source.json naming what was merged.
 """
@@ -23,8 +23,8 @@ import torch
 
 from calltune.errors import InputError
 from calltune.io import read_json, sha256_file
+from calltune.model_dir import DTYPES, SOURCE_FILE, save_base
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 PEFT_WEIGHTS = "adapter_model.safetensors"
 MLX_WEIGHTS = "adapters.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -189,8 +189,6 @@ def merged_model(base_dir: Path, adapter_dir: Path):
 def fuse(base_dir, adapter_dir, out_dir, dtype: str = "float32") -> dict:
     """Write the fused model to `out_dir` atomically; returns the provenance written with it."""
     from transformers import AutoTokenizer
-
-    from calltune.base_model import SOURCE_FILE, save_base
 
     base_dir, adapter_dir, out_dir = Path(base_dir), Path(adapter_dir), Path(out_dir)
     if dtype not in DTYPES:

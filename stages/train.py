@@ -17,7 +17,8 @@ import click
 from calltune.cli import params_option, stage
 from calltune.train import distributed
 from calltune.train.device import resolve_backend
-from calltune.train.run import TrainPaths, run_training
+from calltune.train.run import run_training
+from calltune.train.session import TrainPaths
 
 DEFAULTS = TrainPaths()
 

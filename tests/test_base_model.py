@@ -8,7 +8,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from calltune.base_model import SOURCE_FILE, resolve_base
+from calltune.base_model import resolve_base
+from calltune.model_dir import SOURCE_FILE
 from calltune.errors import InputError
 from calltune.io import sha256_file
 from calltune.tokenizer import FUNCTIONGEMMA_TOKENS

@@ -6,7 +6,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from calltune.base_model import DEFAULT_BASE, SOURCE_FILE, resolve_base
+from calltune.base_model import DEFAULT_BASE, resolve_base
+from calltune.model_dir import SOURCE_FILE
 
 pytestmark = pytest.mark.slow
 

@@ -4,6 +4,7 @@ Every stage runs `python stages/<x>.py`; a change to any calltune module that sc
 or through other calltune modules, at module level or inside a function) must rerun the stage, so each
 file of that import closure has to be one of the stage's deps or sit below a directory dep. The closure
 is computed statically with `ast`, so the test needs none of the heavy libraries the stages import.
+The same import graph must have no cycles, between modules or between packages.
 
 Params that name input files (generate.tools, generate.examples, generate.templates) must be deps too,
 via `${...}` interpolation: the last test drives real DVC in a temporary repository and checks that
@@ -24,7 +25,6 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "calltune"
-SCRIPT = re.compile(r"\bpython\s+(stages/\w+\.py)\b")
 
 
 def module_file(name: str) -> Path | None:
@@ -36,9 +36,9 @@ def module_file(name: str) -> Path | None:
     return None
 
 
-def imported_modules(file: Path) -> set[str]:
+def imported_modules(file: Path, parents: bool = True) -> set[str]:
     """Every calltune module `file` imports anywhere in its body (function-level imports included),
-    plus the packages whose __init__ runs on the way."""
+    plus (`parents`) the packages whose __init__ runs on the way."""
     tree = ast.parse(file.read_text(encoding="utf-8"), filename=str(file))
     here = ".".join(file.relative_to(ROOT).with_suffix("").parts)
     package = here if file.name == "__init__.py" else here.rpartition(".")[0]
@@ -62,7 +62,7 @@ def imported_modules(file: Path) -> set[str]:
         parts = name.split(".")
         if parts[0] != PACKAGE:
             continue
-        for i in range(1, len(parts) + 1):  # the parents' __init__ run first
+        for i in range(1 if parents else len(parts), len(parts) + 1):  # the parents' __init__ run first
             found.add(".".join(parts[:i]))
     return {name for name in found if module_file(name)}
 
@@ -85,32 +85,44 @@ def covered(file: Path, deps: list[str]) -> bool:
     return any(file == Path(dep) or Path(dep) in file.parents for dep in deps if "${" not in dep)
 
 
-def stages() -> dict[str, dict]:
-    return yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+PIPELINES = {"dvc.yaml": "", "foundation/dvc.yaml": "foundation/"}  # file -> where its paths are relative to
+MODULE = re.compile(r"\bpython\s+-m\s+(calltune(?:\.\w+)+)")
 
 
-def script_stages() -> list[tuple[str, str, list[str]]]:
-    """(stage, script, deps) of every stage whose cmd runs a stages/ script (matrix stages as written)."""
+def stages(pipeline: str = "dvc.yaml") -> dict[str, dict]:
+    return yaml.safe_load((ROOT / pipeline).read_text(encoding="utf-8"))["stages"]
+
+
+def entry_points(cmd) -> list[Path]:
+    """The stages/ scripts and `python -m calltune...` modules a stage's cmd (one or a list) runs."""
+    text = " ".join(cmd) if isinstance(cmd, list) else cmd
+    scripts = [ROOT / m.group(1).removeprefix("../") for m in re.finditer(r"\bpython\s+((?:\.\./)?stages/\w+\.py)", text)]
+    return scripts + [module_file(m.group(1)) for m in MODULE.finditer(text)]
+
+
+def script_stages() -> list[tuple[str, list[Path], list[str]]]:
+    """(pipeline:stage, entry points, deps relative to the repo root) of every stage of both pipelines."""
     found = []
-    for name, stage in stages().items():
-        match = SCRIPT.search(stage["cmd"])
-        if match:
-            found.append((name, match.group(1), [str(dep) for dep in stage.get("deps", [])]))
+    for pipeline, where in PIPELINES.items():
+        for name, stage in stages(pipeline).items():
+            deps = [str(Path(os.path.normpath(where + str(dep)))) for dep in stage.get("deps", [])]
+            found.append((f"{pipeline}:{name}", entry_points(stage["cmd"]), deps))
     return found
 
 
 def test_every_stage_runs_a_script():
     # guards the test below against a cmd it would silently skip
-    assert {name for name, _, _ in script_stages()} == set(stages())
+    assert all(entries for _, entries, _ in script_stages())
+    assert len(script_stages()) == sum(len(stages(p)) for p in PIPELINES)
 
 
-@pytest.mark.parametrize("stage,script,deps", script_stages(), ids=[s[0] for s in script_stages()])
-def test_stage_deps_cover_the_import_closure(stage, script, deps):
-    assert script in deps, f"stage {stage}: its script {script} is not a dep"
-    closure = import_closure(ROOT / script)
-    assert closure, f"stage {stage}: {script} imports nothing from {PACKAGE}?"
-    missing = sorted(str(file) for file in closure if not covered(file, deps))
-    assert not missing, f"stage {stage}: dvc.yaml deps miss files {script} imports: {', '.join(missing)}"
+@pytest.mark.parametrize("stage,entries,deps", script_stages(), ids=[s[0] for s in script_stages()])
+def test_stage_deps_cover_the_import_closure(stage, entries, deps):
+    missing = set()
+    for entry in entries:
+        closure = import_closure(entry) | {entry.relative_to(ROOT)}
+        missing |= {str(file) for file in closure if not covered(file, deps)}
+    assert not missing, f"stage {stage}: dvc.yaml deps miss files it runs or imports: {', '.join(sorted(missing))}"
 
 
 def test_closure_follows_function_level_and_submodule_imports(tmp_path):
@@ -119,6 +131,70 @@ def test_closure_follows_function_level_and_submodule_imports(tmp_path):
     assert Path("calltune/data/generate.py") in closure
     assert Path("calltune/__init__.py") in closure and Path("calltune/data/__init__.py") in closure
     assert Path("calltune/errors.py") in closure  # reached only through other modules
+
+
+def import_graph() -> dict[str, set[str]]:
+    """calltune module -> the calltune modules it names in an import (anywhere in its body)."""
+    graph = {}
+    for file in sorted((ROOT / PACKAGE).rglob("*.py")):
+        name = ".".join(file.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        graph[name] = {m for m in imported_modules(file, parents=False) if m != name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one node (Tarjan), each sorted."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(node):
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in graph.get(node, ()):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while not component or component[-1] != node:
+                component.append(stack.pop())
+                on_stack.discard(component[-1])
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in graph:
+        if node not in index:
+            visit(node)
+    return found
+
+
+def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Package -> the packages its modules import (a package's own subpackages are not an edge)."""
+    def package(name):
+        return name if module_file(name).name == "__init__.py" else name.rpartition(".")[0]
+
+    edges = {}
+    for name, targets in graph.items():
+        for target in targets:
+            a, b = package(name), package(target)
+            if not (a == b or b.startswith(a + ".") or a.startswith(b + ".")):
+                edges.setdefault(a, set()).add(b)
+    return edges
+
+
+def test_no_import_cycles_between_modules_or_packages():
+    graph = import_graph()
+    assert "calltune.train.run" in graph and "calltune.train.session" in graph["calltune.train.run"]
+    assert cycles(graph) == [], "modules import each other (function-level imports count too)"
+    assert cycles(package_graph(graph)) == [], "packages import each other"
+
+
+def test_cycle_finder_finds_a_cycle_hidden_behind_a_function_level_import():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert cycles(graph) == [["a", "b", "c"]]
+    assert cycles({"x": {"y"}, "y": set()}) == []
 
 
 def test_params_naming_input_files_are_deps():

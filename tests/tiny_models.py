@@ -90,7 +90,7 @@ def build_tiny_gemma(out_dir, seed: int = 0, functiongemma: bool = True) -> Path
     functiongemma=False it is a plain Gemma 3 (no function tokens, no chat template)."""
     from transformers import Gemma3ForCausalLM, GemmaTokenizerFast
 
-    from calltune.base_model import save_base
+    from calltune.model_dir import save_base
 
     out_dir = Path(out_dir)
     work = out_dir.parent / f".{out_dir.name}-tokenizer"
@@ -157,7 +157,7 @@ def build_tiny_llama(out_dir, seed: int = 0, vocab_size: int = 1024) -> Path:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    from calltune.base_model import save_base
+    from calltune.model_dir import save_base
 
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     backend = Tokenizer(models.BPE())

@@ -24,6 +24,10 @@ const BYTE_TOKEN = /^<0x[0-9A-F]{2}>$/;
 const UNSAFE_IN_PATTERNS = '<>"\\' + String.fromCharCode(...Array.from({ length: 32 }, (_, i) => i)) + '\x7f';
 
 const isSymbolOfSpecial = (ch) => ch.charCodeAt(0) >= SPECIAL_BASE && ch.charCodeAt(0) < 0xf900;
+// Decoded text and token pieces can hold the private-use characters the symbols are taken from
+// (byte tokens EE 80 B4 spell U+E034, the symbol of special token 52): read as any other character
+// (U+FFFD), never as a special token, as llguidance reads a special token only from its id.
+const plain = (text) => text.replace(/[\ue000-\uf8ff]/g, '\ufffd');
 
 export function wrapUpTokens(maxNewTokens) {
   return Math.min(WRAP_UP_TOKENS, Math.floor(maxNewTokens / 3));
@@ -262,7 +266,7 @@ export class Vocabulary {
     this.byteOf = new Map(entries.filter(([p]) => BYTE_TOKEN.test(p)).map(([p, id]) => [id, parseInt(p.slice(3, 5), 16)]));
     // ordinary tokens by their text (byte tokens <0xNN> left out of the walk: checked exactly when chosen)
     const pieces = entries.filter(([p, id]) => !this.specialIds.has(id) && !BYTE_TOKEN.test(p))
-      .map(([p, id]) => [p.replaceAll('\u2581', ' '), id]);
+      .map(([p, id]) => [plain(p.replaceAll('\u2581', ' ')), id]);
     pieces.sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : x[1] - y[1]));
     this.pieces = pieces.map(([p]) => p);
     this.pieceIds = Int32Array.from(pieces.map(([, id]) => id));
@@ -344,11 +348,11 @@ export class Constraint {
       return { threads: this.grammar.advance(this.grammar.advance(this.threads, rest), special), special };
     }
     const ids = [...this.runIds, id];
-    const text = this.vocabulary.tokenizer.decode(ids, { skip_special_tokens: false });
+    const text = plain(this.vocabulary.tokenizer.decode(ids, { skip_special_tokens: false }));
     const pending = this.vocabulary.pendingBytes(ids); // one byte token each, at the end
     const whole = ids.slice(0, ids.length - pending.length);
     const fed = !pending.length ? text
-      : whole.length ? this.vocabulary.tokenizer.decode(whole, { skip_special_tokens: false }) : '';
+      : whole.length ? plain(this.vocabulary.tokenizer.decode(whole, { skip_special_tokens: false })) : '';
     let threads = fed.startsWith(this.runFed)
       ? this.grammar.advance(this.threads, fed.slice(this.runFed.length))
       : this.grammar.advance(this.runStart, fed);
@@ -438,6 +442,7 @@ function startsCharacter(thread, bytes) {
   if (thread === ACCEPT) return false;
   const { node, state } = thread.frame;
   if (node.atom === 'lit') {
+    if (isSymbolOfSpecial(node.text[state])) return false; // a special token is its id, never bytes
     const encoded = new TextEncoder().encode(node.text[state]);
     return bytes.every((b, i) => encoded[i] === b);
   }

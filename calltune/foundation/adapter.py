@@ -12,7 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from calltune.errors import InputError
-from calltune.io import read_json, sha256_file
+from calltune.io import read_json, sha256_file, write_json
+from calltune.model_dir import SOURCE_FILE
 
 FOUNDATIONS = ("calltune", "none")
 ADAPTER_DIR = Path(__file__).resolve().parents[2] / "foundation" / "adapter"
@@ -45,9 +46,6 @@ def apply_foundation(model, adapter_dir: Path, base_sha256) -> tuple[object, dic
 
 def stamp(base_dir: Path, adapter_dir: Path) -> dict:
     """Record in `adapter_dir` which base weights it was trained on (their provenance sha256)."""
-    from calltune.base_model import SOURCE_FILE
-    from calltune.io import write_json
-
     source = read_json(Path(base_dir) / SOURCE_FILE)
     record = {"source": source.get("source"), "sha256": source.get("sha256")}
     write_json(Path(adapter_dir) / BASE_FILE, record)

@@ -20,7 +20,7 @@ from calltune.io import read_jsonl
 
 
 @dataclass(frozen=True)
-class Example:
+class TokenizedExample:
     id: str
     input_ids: tuple[int, ...]
     targets: tuple[bool, ...]  # True where the token is supervised (predicted from the tokens before it)
@@ -108,10 +108,10 @@ def _segments(row, fmt, path, lineno):
         raise InputError(f"cannot render this example: {e}", path=path, line=lineno, field="messages") from None
 
 
-def cut_example(ex: Example, max_seq_len: int, report: CutReport) -> Example | None:
+def cut_example(ex: TokenizedExample, max_seq_len: int, report: CutReport) -> TokenizedExample | None:
     if len(ex) <= max_seq_len:
         return ex
-    kept = Example(ex.id, ex.input_ids[:max_seq_len], ex.targets[:max_seq_len], ex.group)
+    kept = TokenizedExample(ex.id, ex.input_ids[:max_seq_len], ex.targets[:max_seq_len], ex.group)
     report.tokens_cut += len(ex) - max_seq_len
     report.targets_cut += ex.n_targets - kept.n_targets
     if kept.n_targets == 0:
@@ -121,7 +121,7 @@ def cut_example(ex: Example, max_seq_len: int, report: CutReport) -> Example | N
     return kept
 
 
-def load_examples(path, fmt, tokenizer, max_seq_len: int) -> tuple[list[Example], CutReport]:
+def tokenize_split(path, fmt, tokenizer, max_seq_len: int) -> tuple[list[TokenizedExample], CutReport]:
     """Read a canonical JSONL split and tokenize it; bad lines raise InputError with their number."""
     if not getattr(tokenizer, "is_fast", False):
         raise InputError("training needs a fast tokenizer (tokenizer.json) for character offsets", path=path)
@@ -130,7 +130,7 @@ def load_examples(path, fmt, tokenizer, max_seq_len: int) -> tuple[list[Example]
     for lineno, row in read_jsonl(path):
         segments = _segments(row, fmt, path, lineno)
         ids, targets = tokenize_segments(segments, tokenizer)
-        ex = Example(str(row.get("id", f"line-{lineno}")), tuple(ids), tuple(targets),
+        ex = TokenizedExample(str(row.get("id", f"line-{lineno}")), tuple(ids), tuple(targets),
                      prefix_group(row["messages"], row["tools"]))
         if ex.n_targets == 0:
             raise InputError("example has no supervised (assistant) tokens", path=path, line=lineno,
@@ -145,7 +145,7 @@ def epoch_rng(seed: int, epoch: int) -> random.Random:
     return random.Random(seed * 100_003 + epoch)
 
 
-def length_grouped_batches(examples: list[Example], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+def length_grouped_batches(examples: list[TokenizedExample], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
     """Batches of similar length from the same prefix group, in a seeded order per epoch.
 
     Shuffling before the stable sort breaks length ties differently each epoch; the batch order
@@ -168,7 +168,7 @@ def length_grouped_batches(examples: list[Example], batch_size: int, seed: int, 
     return batches
 
 
-def collate(examples: list[Example], pad_id: int) -> Batch:
+def collate(examples: list[TokenizedExample], pad_id: int) -> Batch:
     """Right-pad to the longest row. Under causal attention right padding never reaches a real
     token, so no attention mask is needed."""
     width = max(len(ex) for ex in examples)

@@ -11,8 +11,7 @@ from pathlib import Path
 import torch
 
 from calltune.errors import InputError
-
-DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
+from calltune.model_dir import DTYPES
 
 
 def apple_silicon() -> bool:

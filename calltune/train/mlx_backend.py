@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from calltune.errors import InputError
-from calltune.io import atomic_path, write_json
 from calltune.train.datasets import length_grouped_batches
 from calltune.train.length import RunLength, ceil_div, run_length
 from calltune.train.schedule import FLOOR
+from calltune.train.session import warn
 
 PAD_MULTIPLE = 32  # pad widths and target counts so mx.compile sees few distinct shapes
 OPENBLAS = "/usr/lib/x86_64-linux-gnu/libopenblas.so.0"
@@ -221,8 +221,6 @@ def mlx_dtype(requested: str):
 
 
 def warn_slow_blas() -> None:
-    from calltune.train.run import warn
-
     if platform.system() == "Linux" and OPENBLAS not in os.environ.get("LD_PRELOAD", ""):
         warn(f"mlx on Linux CPU is ~12x faster with LD_PRELOAD={OPENBLAS} (package libopenblas0-pthread)")
 
@@ -245,7 +243,7 @@ def run_mlx(params: dict, paths, progress: bool = True) -> dict:
     from transformers import AutoTokenizer
 
     from calltune.formats import get_format
-    from calltune.train.run import SUMMARY_FILE, data_stats, load_splits, open_live
+    from calltune.train.session import data_stats, load_splits, open_live, write_outputs
 
     tp, seed = params["train"], params["base"]["seed"]
     check_supported(tp)
@@ -293,7 +291,6 @@ def run_mlx(params: dict, paths, progress: bool = True) -> dict:
         "kept": "last",
         "history": callback.history, "wall_s": round(time.perf_counter() - started, 1),
     }
-    with atomic_path(paths.out) as tmp:
-        summary["files"] = save_peft_adapter(model, tmp, tp["lora"], modules, paths.base.as_posix())
-        write_json(tmp / SUMMARY_FILE, summary)
+    write_outputs(paths.out, lambda tmp: save_peft_adapter(model, tmp, tp["lora"], modules, paths.base.as_posix()),
+                  summary)
     return summary

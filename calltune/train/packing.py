@@ -24,12 +24,12 @@ from __future__ import annotations
 import torch
 
 from calltune.errors import InputError
-from calltune.train.datasets import Example, epoch_rng, length_grouped_batches
+from calltune.train.datasets import TokenizedExample, epoch_rng, length_grouped_batches
 from calltune.train.length import ceil_div
 from calltune.train.loss import Packed
 
 
-def packed_batches(examples: list[Example], batch_size: int, max_tokens: int, seed: int,
+def packed_batches(examples: list[TokenizedExample], batch_size: int, max_tokens: int, seed: int,
                    epoch: int) -> list[list[int]]:
     """Micro-batches across prompt groups: length-sorted (ties broken by a seeded shuffle), at most
     `batch_size` examples and `max_tokens` tokens (0 = no token limit) each, in a seeded order.
@@ -54,7 +54,7 @@ def packed_batches(examples: list[Example], batch_size: int, max_tokens: int, se
     return batches
 
 
-def pack_examples(examples: list[Example]) -> Packed:
+def pack_examples(examples: list[TokenizedExample]) -> Packed:
     """One row: the examples back to back, segment i = example i, positions 0..len-1 for each.
 
     A segment's first token is never a target (nothing of its own precedes it), so no position
@@ -66,7 +66,7 @@ def pack_examples(examples: list[Example]) -> Packed:
     return Packed(ids[None], positions[None], segments, targets)
 
 
-def pack_helps(examples: list[Example], batch_size: int, seed: int) -> bool:
+def pack_helps(examples: list[TokenizedExample], batch_size: int, seed: int) -> bool:
     """True when prompt grouping leaves batches less than half as full as batches of any examples
     would be: mean group-batch size < half of len(examples) / ceil(len(examples) / batch_size).
 
@@ -77,7 +77,7 @@ def pack_helps(examples: list[Example], batch_size: int, seed: int) -> bool:
     return grouped > 2 * ceil_div(len(examples), batch_size)
 
 
-def resolve_packing(mode, examples: list[Example], batch_size: int, seed: int, supported: bool) -> bool | str:
+def resolve_packing(mode, examples: list[TokenizedExample], batch_size: int, seed: int, supported: bool) -> bool | str:
     """train.packing (auto | true | padded | false) -> True (packed rows), "padded" or False.
     `supported`: the model's attention takes custom 4D masks (eager or sdpa); true without it is
     an InputError. "padded" forms the same batches across prompt groups as true but right-pads

@@ -10,34 +10,17 @@ import contextlib
 import hashlib
 import json
 import shutil
-import sys
-import tempfile
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 from calltune.errors import InputError
-from calltune.io import atomic_path, sha256_file, write_json
+from calltune.io import sha256_file
+from calltune.train.session import (
+    TrainPaths, data_stats, load_splits, open_live, summarise_best, warn, write_outputs)
 
-SUMMARY_FILE = "training_summary.json"
 # train params that do not change the math (a checkpoint made with other values resumes): resume,
 # compile and max_minutes (a run stopped by its time budget resumes with a larger one), and how many
 # processes train and whether they shard the optimizer state (the plan does not depend on them).
 NOT_FINGERPRINTED = ("resume", "compile", "max_minutes", "distributed", "shard_optimizer")
-
-
-@dataclass(frozen=True)
-class TrainPaths:
-    train: Path = Path("data/splits/train.jsonl")
-    valid: Path = Path("data/splits/valid.jsonl")
-    base: Path = Path("models/base")
-    out: Path = Path("models/adapter")
-    checkpoints: Path = Path("models/checkpoints")
-    live: Path = Path("dvclive")
-
-
-def warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
 
 
 def fingerprint(params: dict, paths: TrainPaths) -> str:
@@ -48,49 +31,6 @@ def fingerprint(params: dict, paths: TrainPaths) -> str:
                        sha256_file(paths.train), sha256_file(paths.valid) if paths.valid.is_file() else None],
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def load_splits(paths: TrainPaths, fmt, tokenizer, max_seq_len: int, quiet: bool = False) -> tuple[list, list, dict]:
-    from calltune.train.datasets import load_examples
-
-    train, train_cut = load_examples(paths.train, fmt, tokenizer, max_seq_len)
-    if not train:
-        raise InputError("no training examples", path=paths.train)
-    valid, valid_cut = (load_examples(paths.valid, fmt, tokenizer, max_seq_len)
-                        if paths.valid.is_file() else ([], None))
-    cuts = {"train": train_cut.as_dict(), "valid": valid_cut.as_dict() if valid_cut else None}
-    for name, report in (("train", train_cut), ("valid", valid_cut)):
-        if report and (report.cut or report.dropped) and not quiet:
-            warn(report.describe(name))
-    return train, valid, cuts
-
-
-def data_stats(examples) -> dict:
-    lengths = [len(ex) for ex in examples]
-    return {"examples": len(examples), "tokens": sum(lengths), "target_tokens": sum(ex.n_targets for ex in examples),
-            "max_len": max(lengths, default=0), "mean_len": sum(lengths) / max(1, len(lengths))}
-
-
-def open_live(live_dir: Path, resume: bool):
-    """dvclive logger (no experiment commit, no dvc.yaml edits: the pipeline declares the plots)."""
-    from dvclive import Live
-    from scmrepo.exceptions import SCMError
-
-    options = {"resume": resume, "save_dvc_exp": False, "dvcyaml": None, "report": None}
-    try:
-        return Live(str(live_dir), **options)
-    except SCMError:  # dvclive cannot read a git repo with no commit yet: log without git
-        with tempfile.TemporaryDirectory() as away, contextlib.chdir(away):
-            return Live(str(live_dir.resolve()), **options)
-
-
-def summarise_best(live, result: dict) -> None:
-    """Put the kept weights' valid loss and step in dvclive's metrics.json (beside the last step's
-    values), so `dvc exp show --sort-by best_valid_loss` and `dvc metrics diff` compare what each
-    experiment keeps."""
-    if live is not None and result.get("best_valid_loss") is not None:
-        live.summary["best_valid_loss"] = result["best_valid_loss"]
-        live.summary["best_step"] = result["best_step"]
 
 
 def run_training(params: dict, paths: TrainPaths = TrainPaths(), progress: bool = True) -> dict:
@@ -174,8 +114,6 @@ def _run_torch(params: dict, paths: TrainPaths, dist, progress: bool, log: bool)
         **result, "wall_s": round(time.perf_counter() - started, 1),
     }
     if dist.is_main:
-        with atomic_path(paths.out) as tmp:
-            summary["files"] = save_trained(model, tmp, tp["method"])
-            write_json(tmp / SUMMARY_FILE, summary)
+        write_outputs(paths.out, lambda tmp: save_trained(model, tmp, tp["method"]), summary)
     dist.barrier()  # every process returns once the outputs are in place
     return summary

@@ -122,6 +122,12 @@ def test_fuzzed_schemas_take_valid_calls_and_refuse_invalid_ones(tiny_gemma_dir)
               (web_grammar(WEB_BOOK), format_call("book", {"date": "2026-12-01", "seats": 2}), True),
               (web_grammar(WEB_BOOK), format_call("book", {"date": "tomorrow"}), False),  # pattern
               (web_grammar(WEB_BOOK), format_call("book", {"seats": 9}), False)]  # range
+    # the private-use character web/grammar.js takes as <escape>'s symbol, spelled by byte tokens:
+    # ordinary text, never the special token (a CPU's logits once led the matcher there)
+    added = json.loads((tiny_gemma_dir / "tokenizer.json").read_text(encoding="utf-8"))["added_tokens"]
+    symbol = chr(0xE000 + [t["content"] for t in added if t["special"]].index("<escape>"))
+    spoofed = format_call("get_weather", {"city": "Oslo", "unit": "C"}).replace("<escape>C<escape>", f"{symbol}C{symbol}")
+    cases.append((web_grammar(WEATHER), spoofed, False))
     job = [{"grammar": g, "text": text + "<start_function_response>"} for g, text, _ in cases]
     job += [{"grammar": web_grammar(WEATHER, choice), "text": "It is sunny.<end_of_turn>"} for choice in ("auto", "required")]
     expected = [valid for _, _, valid in cases] + [True, False]

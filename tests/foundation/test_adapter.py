@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from calltune.base_model import SOURCE_FILE, resolve_base
+from calltune.base_model import resolve_base
+from calltune.model_dir import SOURCE_FILE
 from calltune.errors import InputError
 from calltune.foundation.adapter import ADAPTER_DIR, BASE_FILE, foundation_dir, shrink_to_bf16, stamp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "export"))

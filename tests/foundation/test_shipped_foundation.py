@@ -10,7 +10,8 @@ import json
 
 import pytest
 
-from calltune.base_model import DEFAULT_BASE, SOURCE_FILE, resolve_base
+from calltune.base_model import DEFAULT_BASE, resolve_base
+from calltune.model_dir import SOURCE_FILE
 from calltune.foundation.adapter import foundation_dir
 
 pytestmark = pytest.mark.slow
@@ -35,7 +36,8 @@ def test_merged_base_calls_held_out_bfcl_functions(merged):
 
     engine = TorchEngine(merged, dtype="float32", device="cpu", name="merged")
     fmt = get_format("auto", tokenizer=engine.tokenizer)
-    items = load_items(["simple_python", "irrelevance"], limit=8)
+    # 16 irrelevance items: the shipped adapter calls on 0.29 of all 240 (H200), 4 of the first 8
+    items = load_items(["simple_python"], limit=8) + load_items(["irrelevance"], limit=16)
     rows, metrics = evaluate_bfcl(engine, fmt, items, batch_size=8, max_new_tokens=96, progress=False)
     simple, irrelevance = metrics["categories"]["simple_python"], metrics["categories"]["irrelevance"]
     assert simple["call_rate"] >= 0.75 and simple["parse_valid_rate"] >= 0.75, simple

@@ -9,7 +9,7 @@ from transformers import AutoTokenizer
 
 from calltune.errors import InputError
 from calltune.formats import get_format
-from calltune.train.datasets import (Example, collate, length_grouped_batches, load_examples, prefix_group,
+from calltune.train.datasets import (TokenizedExample, collate, length_grouped_batches, tokenize_split, prefix_group,
                                      tokenize_segments)
 from train_helpers import TOOLS, canonical_rows, write_rows
 
@@ -43,7 +43,7 @@ def test_prompt_tokens_match_what_inference_sees(tok_fmt):
 def test_load_examples_reads_ids_and_groups(tmp_path, tok_fmt):
     tokenizer, fmt = tok_fmt
     path = write_rows(tmp_path / "train.jsonl", canonical_rows(6))
-    examples, report = load_examples(path, fmt, tokenizer, max_seq_len=4096)
+    examples, report = tokenize_split(path, fmt, tokenizer, max_seq_len=4096)
     assert [e.id for e in examples] == [f"ex-0-{i:04d}" for i in range(6)]
     assert len({e.group for e in examples}) == 1  # same tools and system text: one shared head
     assert all(e.n_targets > 0 for e in examples)
@@ -54,18 +54,18 @@ def test_cut_examples_are_reported_and_targetless_ones_dropped(tmp_path, tiny_ge
     tokenizer = AutoTokenizer.from_pretrained(tiny_gemma_dir)
     fmt = get_format("functiongemma")
     path = write_rows(tmp_path / "train.jsonl", canonical_rows(4))
-    full, _ = load_examples(path, fmt, tokenizer, max_seq_len=4096)
+    full, _ = tokenize_split(path, fmt, tokenizer, max_seq_len=4096)
     starts = {e.id: e.targets.index(True) for e in full}
     limit = max(starts.values()) + 2  # every example keeps its first two target tokens
     expect_cut = sorted(e.id for e in full if len(e) > limit)
     assert expect_cut, "fixture examples should be longer than the limit"
-    cut, report = load_examples(path, fmt, tokenizer, max_seq_len=limit)
+    cut, report = tokenize_split(path, fmt, tokenizer, max_seq_len=limit)
     assert all(len(e) <= limit for e in cut) and len(cut) == len(full)
     assert sorted(report.cut) == expect_cut and report.dropped == []
     assert report.tokens_cut == sum(len(e) - limit for e in full if len(e) > limit)
     assert str(limit) in report.describe("train")
     limit = min(starts.values())  # the earliest target is cut off everywhere: nothing left to learn
-    none_left, report = load_examples(path, fmt, tokenizer, max_seq_len=limit)
+    none_left, report = tokenize_split(path, fmt, tokenizer, max_seq_len=limit)
     assert none_left == [] and sorted(report.dropped) == sorted(starts)
 
 
@@ -80,7 +80,7 @@ def test_bad_lines_name_file_line_and_field(tmp_path, tiny_gemma_dir, line, fiel
     path = tmp_path / "train.jsonl"
     path.write_text(good + "\n" + line + "\n", encoding="utf-8")
     with pytest.raises(InputError) as err:
-        load_examples(path, get_format("functiongemma"), tokenizer, 4096)
+        tokenize_split(path, get_format("functiongemma"), tokenizer, 4096)
     assert err.value.line == 2 and err.value.path == str(path) and err.value.field == field
 
 
@@ -90,13 +90,13 @@ def test_example_without_a_target_is_an_error(tmp_path, tiny_gemma_dir):
     row["messages"] = row["messages"][:2]  # ends with the user turn: nothing to learn
     path = write_rows(tmp_path / "train.jsonl", [row])
     with pytest.raises(InputError) as err:
-        load_examples(path, get_format("functiongemma"), tokenizer, 4096)
+        tokenize_split(path, get_format("functiongemma"), tokenizer, 4096)
     assert err.value.line == 1
 
 
 def _examples(lengths, groups=None):
     groups = groups or ["g"] * len(lengths)
-    return [Example(str(i), tuple(range(3, 3 + n)), tuple([False] * (n - 1) + [True]), g)
+    return [TokenizedExample(str(i), tuple(range(3, 3 + n)), tuple([False] * (n - 1) + [True]), g)
             for i, (n, g) in enumerate(zip(lengths, groups))]
 
 

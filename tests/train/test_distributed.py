@@ -84,7 +84,8 @@ def test_micro_seeds_differ_by_step_and_micro_batch_and_seed():
 
 @pytest.mark.parametrize("setting,env", [(2, {}), ("auto", TORCHRUN_2)])
 def test_the_mlx_backend_refuses_several_processes(tmp_path, setting, env, monkeypatch):
-    from calltune.train.run import TrainPaths, run_training
+    from calltune.train.run import run_training
+    from calltune.train.session import TrainPaths
     from train_helpers import tiny_params
 
     for key in TORCHRUN_2:

@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from calltune.train.datasets import Example, collate
+from calltune.train.datasets import TokenizedExample, collate
 from calltune.train.loss import (MIN_SHARED_PREFIX, attention_masks, completion_loss, full_logits_loss,
                                  pack_shared_prefix, shared_prefix_len)
 
@@ -21,7 +21,8 @@ def _batch(vocab: int, head: int = 48, rows: int = 4, seed: int = 0):
         user = torch.randint(3, vocab, (int(torch.randint(3, 12, (1,), generator=g)),), generator=g).tolist()
         answer = torch.randint(3, vocab, (int(torch.randint(2, 8, (1,), generator=g)),), generator=g).tolist()
         ids = shared + user + answer
-        examples.append(Example(str(i), tuple(ids), tuple([False] * (len(ids) - len(answer)) + [True] * len(answer))))
+        examples.append(TokenizedExample(str(i), tuple(ids),
+                                         tuple([False] * (len(ids) - len(answer)) + [True] * len(answer))))
     return collate(examples, pad_id=0)
 
 
@@ -73,8 +74,8 @@ def test_completion_loss_on_llama(tiny_llama_dir, attention):
 
 
 def test_packed_row_layout_and_masks(tiny_gemma_dir):
-    batch = collate([Example("a", (5, 6, 7, 8, 9), (False,) * 4 + (True,)),
-                     Example("b", (5, 6, 7, 3), (False, False, False, True))], pad_id=0)
+    batch = collate([TokenizedExample("a", (5, 6, 7, 8, 9), (False,) * 4 + (True,)),
+                     TokenizedExample("b", (5, 6, 7, 3), (False, False, False, True))], pad_id=0)
     packed = pack_shared_prefix(batch, 2)
     assert packed.input_ids.tolist() == [[5, 6, 7, 8, 9, 7, 3]]
     assert packed.positions.tolist() == [[0, 1, 2, 3, 4, 2, 3]]
@@ -93,8 +94,8 @@ def test_shared_prefix_stops_before_the_first_target_context():
     assert shared_prefix_len(batch) == head  # rows diverge right after the shared head
     # a row whose target starts at the shared head's end caps the prefix one before it
     ids = list(batch.input_ids[0, :head].tolist()) + [7, 8, 9]
-    early = Example("e", tuple(ids), tuple([False] * head + [True] * 3))
-    rows = [Example(str(i), tuple(batch.input_ids[i, : int(batch.lengths[i])].tolist()),
+    early = TokenizedExample("e", tuple(ids), tuple([False] * head + [True] * 3))
+    rows = [TokenizedExample(str(i), tuple(batch.input_ids[i, : int(batch.lengths[i])].tolist()),
                     tuple(batch.targets[i, : int(batch.lengths[i])].tolist())) for i in range(2)]
     assert shared_prefix_len(collate(rows + [early], 0)) == head - 1
 

@@ -38,13 +38,13 @@ def test_options_only_the_torch_backend_has_are_refused(key, value):
 
 
 def test_packing_auto_is_accepted_and_min_steps_plans_like_torch():
-    from calltune.train.datasets import Example
+    from calltune.train.datasets import TokenizedExample
     from calltune.train.length import run_length
     from calltune.train.mlx_backend import train_length
 
     train = tiny_params(backend="mlx", device="auto", packing="auto", min_steps=10, batch_size=4, epochs=2)["train"]
     check_supported(train)
-    examples = [Example(str(i), (2, 3, 4), (False, False, True), "g") for i in range(12)]
+    examples = [TokenizedExample(str(i), (2, 3, 4), (False, False, True), "g") for i in range(12)]
     assert train_length(examples, train, 0) == run_length(3, 2, 10, 0, train["eval_every"])
     assert train_length(examples, train, 0).total_steps == 12
 
@@ -101,7 +101,8 @@ def test_mlx_trains_a_tiny_gemma_and_its_adapter_loads_in_peft(tmp_path, tiny_ge
 
 
 def test_mlx_stops_at_the_time_budget(tmp_path, tiny_gemma_dir):
-    from calltune.train.run import TrainPaths, run_training
+    from calltune.train.run import run_training
+    from calltune.train.session import TrainPaths
 
     paths = TrainPaths(train=write_rows(tmp_path / "train.jsonl", canonical_rows(8, seed=1)),
                        valid=write_rows(tmp_path / "valid.jsonl", canonical_rows(2, seed=2)), base=tiny_gemma_dir,

@@ -24,7 +24,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from calltune.errors import InputError
 from calltune.formats import get_format
-from calltune.train.datasets import Example, collate, length_grouped_batches, load_examples
+from calltune.train.datasets import TokenizedExample, collate, length_grouped_batches, tokenize_split
 from calltune.train.device import seed_everything
 from calltune.train.lora import load_base_model, make_trainable, trainable_state
 from calltune.train.loss import Packed, attention_masks, completion_loss, full_logits_loss
@@ -40,14 +40,14 @@ class Crash(Exception):
     pass
 
 
-def random_examples(vocab: int, lengths, seed: int = 0) -> list[Example]:
+def random_examples(vocab: int, lengths, seed: int = 0) -> list[TokenizedExample]:
     """Examples with nothing in common: random ids, a target run at the end of each."""
     g = torch.Generator().manual_seed(seed)
     out = []
     for i, n in enumerate(lengths):
         ids = torch.randint(3, vocab, (n,), generator=g).tolist()
         answer = max(2, n // 4)
-        out.append(Example(str(i), tuple(ids), tuple([False] * (n - answer) + [True] * answer), f"g{i}"))
+        out.append(TokenizedExample(str(i), tuple(ids), tuple([False] * (n - answer) + [True] * answer), f"g{i}"))
     return out
 
 
@@ -120,8 +120,8 @@ def test_a_mask_error_is_caught(tiny_gemma_dir):
 
 
 def test_packed_row_layout_and_block_diagonal_masks(tiny_gemma_dir):
-    a = Example("a", (5, 6, 7, 8), (False, False, True, True))
-    b = Example("b", (9, 3, 4), (True, False, True))  # a first-token target is dropped: nothing precedes it
+    a = TokenizedExample("a", (5, 6, 7, 8), (False, False, True, True))
+    b = TokenizedExample("b", (9, 3, 4), (True, False, True))  # a first-token target is dropped: nothing precedes it
     packed = pack_examples([a, b])
     assert packed.input_ids.tolist() == [[5, 6, 7, 8, 9, 3, 4]]
     assert packed.positions.tolist() == [[0, 1, 2, 3, 0, 1, 2]]
@@ -161,9 +161,9 @@ def hetero(tiny_gemma_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("packing-data")
     tokenizer = AutoTokenizer.from_pretrained(tiny_gemma_dir)
     fmt = get_format("functiongemma")
-    train, _ = load_examples(write_rows(tmp / "train.jsonl", heterogeneous_rows(12, seed=1)), fmt, tokenizer, 1024)
-    valid, _ = load_examples(write_rows(tmp / "valid.jsonl", heterogeneous_rows(4, seed=2)), fmt, tokenizer, 1024)
-    same, _ = load_examples(write_rows(tmp / "same.jsonl", canonical_rows(12, seed=1)), fmt, tokenizer, 1024)
+    train, _ = tokenize_split(write_rows(tmp / "train.jsonl", heterogeneous_rows(12, seed=1)), fmt, tokenizer, 1024)
+    valid, _ = tokenize_split(write_rows(tmp / "valid.jsonl", heterogeneous_rows(4, seed=2)), fmt, tokenizer, 1024)
+    same, _ = tokenize_split(write_rows(tmp / "same.jsonl", canonical_rows(12, seed=1)), fmt, tokenizer, 1024)
     return train, valid, same
 
 

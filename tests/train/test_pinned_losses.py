@@ -17,7 +17,7 @@ import torch
 from transformers import AutoTokenizer
 
 from calltune.formats import get_format
-from calltune.train.datasets import load_examples
+from calltune.train.datasets import tokenize_split
 from calltune.train.device import seed_everything
 from calltune.train.lora import load_base_model, make_trainable
 from calltune.train.trainer import Trainer, TrainConfig
@@ -42,8 +42,8 @@ PINNED = {
 def run(tiny_gemma_dir, tmp_path) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(tiny_gemma_dir)
     fmt = get_format("functiongemma")
-    train, _ = load_examples(write_rows(tmp_path / "train.jsonl", canonical_rows(8, seed=11)), fmt, tokenizer, 1024)
-    valid, _ = load_examples(write_rows(tmp_path / "valid.jsonl", canonical_rows(4, seed=12)), fmt, tokenizer, 1024)
+    train, _ = tokenize_split(write_rows(tmp_path / "train.jsonl", canonical_rows(8, seed=11)), fmt, tokenizer, 1024)
+    valid, _ = tokenize_split(write_rows(tmp_path / "valid.jsonl", canonical_rows(4, seed=12)), fmt, tokenizer, 1024)
     seed_everything(3)
     model = make_trainable(load_base_model(tiny_gemma_dir, "lora", torch.float32, CPU), "lora", LORA)
     cfg = TrainConfig(lr=5e-3, warmup_steps=0, epochs=1, batch_size=2, grad_accum=1, eval_every=100,

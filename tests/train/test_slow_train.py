@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from calltune.train.datasets import collate, load_examples
+from calltune.train.datasets import collate, tokenize_split
 from calltune.train.loss import compile_layers, completion_loss, full_logits_loss, shared_prefix_len
 from train_helpers import ROOT
 
@@ -33,7 +33,7 @@ def real():
 def test_starter_splits_fit_the_default_max_seq_len(real):
     params, tokenizer, fmt = real
     for split in ("train", "valid", "test"):
-        _, report = load_examples(SPLITS / f"{split}.jsonl", fmt, tokenizer, params["train"]["max_seq_len"])
+        _, report = tokenize_split(SPLITS / f"{split}.jsonl", fmt, tokenizer, params["train"]["max_seq_len"])
         assert report.cut == [] and report.dropped == [], split
 
 
@@ -41,7 +41,7 @@ def test_packed_loss_equals_full_logits_loss_on_the_real_model(real):
     params, tokenizer, fmt = real
     from transformers import AutoModelForCausalLM
 
-    examples, _ = load_examples(SPLITS / "train.jsonl", fmt, tokenizer, 4096)
+    examples, _ = tokenize_split(SPLITS / "train.jsonl", fmt, tokenizer, 4096)
     group = [e for e in examples if e.group == examples[0].group][:3]
     batch = collate(group, 0)
     assert shared_prefix_len(batch) > 500  # the tool declarations

@@ -14,7 +14,8 @@ import torch
 from safetensors.torch import load_file
 
 from calltune.errors import InputError
-from calltune.train.run import SUMMARY_FILE, TrainPaths, run_training
+from calltune.train.run import run_training
+from calltune.train.session import SUMMARY_FILE, TrainPaths
 from train_helpers import ROOT, tiny_params, write_params
 
 

@@ -19,7 +19,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from calltune.train.run import SUMMARY_FILE, TrainPaths, run_training
+from calltune.train.run import run_training
+from calltune.train.session import SUMMARY_FILE, TrainPaths
 from train_helpers import ROOT, canonical_rows, tiny_params, write_params, write_rows
 
 ADAPTER = "adapter_model.safetensors"
@@ -139,7 +140,8 @@ from pathlib import Path
 
 import yaml
 
-from calltune.train.run import TrainPaths, run_training
+from calltune.train.run import run_training
+from calltune.train.session import TrainPaths
 
 params, root, train, valid, base = yaml.safe_load(Path(sys.argv[1]).read_text()), *map(Path, sys.argv[2:])
 run_training(params, TrainPaths(train=train, valid=valid, base=base, out=root / "adapter",

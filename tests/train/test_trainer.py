@@ -11,7 +11,8 @@ from transformers import AutoTokenizer
 
 from calltune.errors import InputError
 from calltune.formats import get_format
-from calltune.train.datasets import load_examples
+from calltune.params import load_params
+from calltune.train.datasets import tokenize_split
 from calltune.train.device import seed_everything
 from calltune.train.lora import load_base_model, make_trainable, trainable_state
 from calltune.train.schedule import lr_at
@@ -19,6 +20,7 @@ from calltune.train.trainer import Trainer, TrainConfig
 from train_helpers import canonical_rows, write_rows
 
 CPU = torch.device("cpu")
+ROOT = Path(__file__).resolve().parents[2]
 LORA = {"rank": 4, "alpha": 8, "dropout": 0.1, "target_modules": ["q_proj", "v_proj"]}  # dropout: RNG in play
 
 
@@ -31,8 +33,8 @@ def data(tiny_gemma_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("trainer-data")
     tokenizer = AutoTokenizer.from_pretrained(tiny_gemma_dir)
     fmt = get_format("functiongemma")
-    train, _ = load_examples(write_rows(tmp / "train.jsonl", canonical_rows(12, seed=1)), fmt, tokenizer, 1024)
-    valid, _ = load_examples(write_rows(tmp / "valid.jsonl", canonical_rows(4, seed=2)), fmt, tokenizer, 1024)
+    train, _ = tokenize_split(write_rows(tmp / "train.jsonl", canonical_rows(12, seed=1)), fmt, tokenizer, 1024)
+    valid, _ = tokenize_split(write_rows(tmp / "valid.jsonl", canonical_rows(4, seed=2)), fmt, tokenizer, 1024)
     return train, valid
 
 
@@ -182,3 +184,21 @@ def test_max_minutes_stops_cleanly_keeps_best_and_resumes_exactly(tiny_gemma_dir
     for a, b in zip(straight["history"], resumed["history"]):
         assert abs(a["train_loss"] - b["train_loss"]) <= 1e-5
     assert resumed["history"][-1]["valid_loss"] == pytest.approx(straight["history"][-1]["valid_loss"], abs=1e-5)
+
+
+OFF_UNLESS_ASKED = {"packing": False, "pack_tokens": 0, "min_steps": 0, "max_minutes": 0, "shard_optimizer": False}
+
+
+def test_train_config_defaults_are_params_yaml_values_or_off():
+    """A TrainConfig built by hand trains like the shipped params.yaml, except the features that stay
+    off unless asked for; the stage's own config comes from params.yaml whole."""
+    shipped = load_params(ROOT / "params.yaml")["train"]
+    defaults = TrainConfig()
+    for name in TrainConfig.__dataclass_fields__:
+        if name in OFF_UNLESS_ASKED:
+            assert getattr(defaults, name) == OFF_UNLESS_ASKED[name], name
+        elif name in shipped:
+            assert getattr(defaults, name) == shipped[name], f"TrainConfig.{name} contradicts params.yaml"
+    from_params = TrainConfig.from_params(shipped, seed=7)
+    assert all(getattr(from_params, k) == shipped[k] for k in TrainConfig.__dataclass_fields__ if k in shipped)
+    assert from_params.seed == 7

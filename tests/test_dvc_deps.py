@@ -96,7 +96,8 @@ def stages(pipeline: str = "dvc.yaml") -> dict[str, dict]:
 def entry_points(cmd) -> list[Path]:
     """The stages/ scripts and `python -m calltune...` modules a stage's cmd (one or a list) runs."""
     text = " ".join(cmd) if isinstance(cmd, list) else cmd
-    scripts = [ROOT / m.group(1).removeprefix("../") for m in re.finditer(r"\bpython\s+((?:\.\./)?stages/\w+\.py)", text)]
+    found = re.finditer(r"\bpython\s+((?:\.\./)?stages/\w+\.py)", text)
+    scripts = [ROOT / m.group(1).removeprefix("../") for m in found]
     return scripts + [module_file(m.group(1)) for m in MODULE.finditer(text)]
 
 
@@ -120,8 +121,9 @@ def test_every_stage_runs_a_script():
 def test_stage_deps_cover_the_import_closure(stage, entries, deps):
     missing = set()
     for entry in entries:
-        closure = import_closure(entry) | {entry.relative_to(ROOT)}
-        missing |= {str(file) for file in closure if not covered(file, deps)}
+        closure = import_closure(entry)
+        assert closure, f"stage {stage}: {entry.relative_to(ROOT)} imports nothing from {PACKAGE}?"
+        missing |= {str(file) for file in closure | {entry.relative_to(ROOT)} if not covered(file, deps)}
     assert not missing, f"stage {stage}: dvc.yaml deps miss files it runs or imports: {', '.join(sorted(missing))}"
 
 

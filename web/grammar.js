@@ -23,11 +23,13 @@ const BYTE_TOKEN = /^<0x[0-9A-F]{2}>$/;
 // as calltune.constrain.grammar: what a negated character class never takes
 const UNSAFE_IN_PATTERNS = '<>"\\' + String.fromCharCode(...Array.from({ length: 32 }, (_, i) => i)) + '\x7f';
 
-const isSymbolOfSpecial = (ch) => ch.charCodeAt(0) >= SPECIAL_BASE && ch.charCodeAt(0) < 0xf900;
+const SPECIAL_END = 0xf900; // the symbols stay below it (the private-use area)
+const isSymbolOfSpecial = (ch) => ch.charCodeAt(0) >= SPECIAL_BASE && ch.charCodeAt(0) < SPECIAL_END;
 // Decoded text and token pieces can hold the private-use characters the symbols are taken from
 // (byte tokens EE 80 B4 spell U+E034, the symbol of special token 52): read as any other character
 // (U+FFFD), never as a special token, as llguidance reads a special token only from its id.
-const plain = (text) => text.replace(/[\ue000-\uf8ff]/g, '\ufffd');
+const SYMBOL_CHARS = new RegExp(`[${String.fromCharCode(SPECIAL_BASE)}-${String.fromCharCode(SPECIAL_END - 1)}]`, 'g');
+const plain = (text) => text.replace(SYMBOL_CHARS, '\ufffd');
 
 export function wrapUpTokens(maxNewTokens) {
   return Math.min(WRAP_UP_TOKENS, Math.floor(maxNewTokens / 3));

@@ -131,7 +131,7 @@ def tokenize_split(path, fmt, tokenizer, max_seq_len: int) -> tuple[list[Tokeniz
         segments = _segments(row, fmt, path, lineno)
         ids, targets = tokenize_segments(segments, tokenizer)
         ex = TokenizedExample(str(row.get("id", f"line-{lineno}")), tuple(ids), tuple(targets),
-                     prefix_group(row["messages"], row["tools"]))
+                              prefix_group(row["messages"], row["tools"]))
         if ex.n_targets == 0:
             raise InputError("example has no supervised (assistant) tokens", path=path, line=lineno,
                              field="messages")

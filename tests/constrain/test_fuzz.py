@@ -126,7 +126,8 @@ def test_fuzzed_schemas_take_valid_calls_and_refuse_invalid_ones(tiny_gemma_dir)
     # ordinary text, never the special token (a CPU's logits once led the matcher there)
     added = json.loads((tiny_gemma_dir / "tokenizer.json").read_text(encoding="utf-8"))["added_tokens"]
     symbol = chr(0xE000 + [t["content"] for t in added if t["special"]].index("<escape>"))
-    spoofed = format_call("get_weather", {"city": "Oslo", "unit": "C"}).replace("<escape>C<escape>", f"{symbol}C{symbol}")
+    spoofed = format_call("get_weather", {"city": "Oslo", "unit": "C"})
+    spoofed = spoofed.replace("<escape>C<escape>", f"{symbol}C{symbol}")
     cases.append((web_grammar(WEATHER), spoofed, False))
     job = [{"grammar": g, "text": text + "<start_function_response>"} for g, text, _ in cases]
     job += [{"grammar": web_grammar(WEATHER, choice), "text": "It is sunny.<end_of_turn>"} for choice in ("auto", "required")]

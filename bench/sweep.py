@@ -1,16 +1,18 @@
 """Sweep train settings (not a test, not a stage): for each config train, fuse, then greedy-evaluate
 on the valid and test splits; prints one table. Runs wherever torch does (a GPU makes it minutes).
 
-    python bench/sweep.py models/base /tmp/sweep configs.json
+    python bench/sweep.py models/base /tmp/sweep configs.json [--splits data/splits] [--eval-batch 64]
     configs.json: [{"name": "base"}, {"name": "default"}, {"name": "ep5", "train": {"epochs": 5}},
                    {"name": "more-data", "data": "path/to/train.jsonl"}]
 
 "train" overrides params.yaml's train block; "name": "base" evaluates the base model untouched.
+Choose on the valid columns; test is reported, never chosen on. Decoding is free (unconstrained);
+`--eval-batch N` generates N prompts at a time (the same greedy outputs, runner.evaluate_batched).
 The numbers behind the train defaults (closing notes, 2026-11-21) came from this on an H100.
 """
+import argparse
 import copy
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -20,10 +22,10 @@ import yaml
 from calltune.data.dataset import load_dataset
 from calltune.engines.torch_engine import TorchEngine
 from calltune.evaluate.metrics import aggregate
-from calltune.evaluate.runner import evaluate_target
+from calltune.evaluate.runner import evaluate_batched, evaluate_target
 from calltune.formats import get_format
 from calltune.fuse import fuse
-from calltune.train.run import run_training
+from calltune.train.run import run_torch
 from calltune.train.session import TrainPaths
 
 
@@ -34,20 +36,23 @@ def merge(a, b):
     return out
 
 
-def evaluate(model_dir, fmt, rows, device):
+def evaluate(model_dir, fmt, rows, device, eval_batch):
     engine = TorchEngine(model_dir, device=device)
-    preds = evaluate_target(engine, fmt, rows, max_new_tokens=96, warmup=False)
+    if eval_batch > 1:
+        preds = evaluate_batched(engine, fmt, rows, max_new_tokens=96, batch_size=eval_batch)
+    else:
+        preds = evaluate_target(engine, fmt, rows, max_new_tokens=96, warmup=False)
     del engine
     return preds
 
 
-def main(base, out, configs):
-    base, out = Path(base), Path(out)
+def main(base, out, configs, splits="data/splits", eval_batch=0, params_file="params.yaml"):
+    base, out, splits = Path(base), Path(out), Path(splits)
     out.mkdir(parents=True, exist_ok=True)
-    params = yaml.safe_load(Path("params.yaml").read_text())
+    params = yaml.safe_load(Path(params_file).read_text())
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     fmt = get_format("functiongemma")
-    rows = {s: load_dataset(f"data/splits/{s}.jsonl") for s in ("valid", "test")}
+    rows = {s: load_dataset(splits / f"{s}.jsonl") for s in ("valid", "test")}
     results = []
     for cfg in configs:
         started = time.time()
@@ -56,11 +61,12 @@ def main(base, out, configs):
             summary = {}
         else:  # the train stage's own code, with this config's overrides
             name = cfg["name"]
-            paths = TrainPaths(train=Path(cfg.get("data", "data/splits/train.jsonl")), base=base,
+            paths = TrainPaths(train=Path(cfg.get("data", splits / "train.jsonl")), valid=splits / "valid.jsonl",
+                               base=base,
                                out=out / f"adapter-{name}", checkpoints=out / f"checkpoints-{name}",
                                live=out / f"live-{name}")
-            summary = run_training({**params, "train": merge(params["train"], cfg.get("train", {}))}, paths,
-                                   progress=False)
+            summary = run_torch({**params, "train": merge(params["train"], cfg.get("train", {}))}, paths,
+                                progress=False, log=False)  # no dvclive: the results table is the record
             torch.cuda.empty_cache()
             model_dir = out / f"fused-{name}"
             fuse(base, paths.out, model_dir)
@@ -69,7 +75,7 @@ def main(base, out, configs):
                "best_step": summary.get("best_step"), "best_valid_loss": summary.get("best_valid_loss"),
                "last_train_loss": summary.get("last_train_loss")}
         for split, data in rows.items():
-            preds = evaluate(model_dir, fmt, data, device.type)
+            preds = evaluate(model_dir, fmt, data, device.type, eval_batch)
             m = aggregate(preds)
             row[split] = {k: m[k] for k in ("exact_match", "ast_accuracy", "tool_name_accuracy",
                                              "irrelevance_accuracy", "parse_valid_rate")}
@@ -91,7 +97,12 @@ def main(base, out, configs):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 4 or sys.argv[1] in ("-h", "--help"):
-        print(__doc__)
-        sys.exit(0 if sys.argv[1:2] in (["-h"], ["--help"]) else 2)
-    main(sys.argv[1], sys.argv[2], json.loads(Path(sys.argv[3]).read_text()))
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("base", help="the base model directory (models/base)")
+    parser.add_argument("out", help="where adapters, fused models, predictions and results.json go")
+    parser.add_argument("configs", help="a JSON file: a list of {name, train?, data?}")
+    parser.add_argument("--splits", default="data/splits", help="folder with train/valid/test.jsonl")
+    parser.add_argument("--eval-batch", type=int, default=0, help="prompts generated together (0/1: one at a time)")
+    parser.add_argument("--params", default="params.yaml", help="the params whose train block configs override")
+    args = parser.parse_args()
+    main(args.base, args.out, json.loads(Path(args.configs).read_text()), args.splits, args.eval_batch, args.params)

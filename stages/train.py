@@ -55,6 +55,8 @@ def main(params, train, valid, base_model, out, checkpoints, live, progress):
                + (f", best valid loss {best:.4f} at step {summary['best_step']}" if best is not None else "")
                + (f"; stopped at the time budget (train.max_minutes={summary['max_minutes']}) after "
                   f"{summary['steps']} of {summary['total_steps']} steps" if summary.get("stopped_at_budget") else "")
+               + (f"; planned {summary['planned_steps']} steps, fitted to the time budget (train.max_minutes="
+                  f"{summary['max_minutes']}): {summary['total_steps']}" if summary.get("fitted_to_budget") else "")
                + f" -> {out}")
 
 

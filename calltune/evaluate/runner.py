@@ -94,7 +94,24 @@ def evaluate_example(engine: Engine, fmt, example: dict, *, max_new_tokens: int,
     extra = {} if constraint is None else {"constraint": constraint}
     start = time.perf_counter()
     text, n_tokens = engine.generate(prompt, max_new_tokens, fmt.stop_strings, **extra)
-    latency = time.perf_counter() - start
+    return _prediction(fmt, example, prompt, text, n_tokens, time.perf_counter() - start)
+
+
+def evaluate_batched(engine, fmt, examples: Sequence[dict], *, max_new_tokens: int,
+                     batch_size: int) -> list[Prediction]:
+    """evaluate_target's free predictions from a batching TorchEngine (GPU sweeps: the same greedy
+    outputs in a fraction of the time); latency_s is the batch's time shared among its rows."""
+    from calltune.engines.torch_engine import generate_in_batches
+
+    prompts = [_prompt(fmt, example) for example in examples]
+    start = time.perf_counter()
+    generations = generate_in_batches(engine, prompts, max_new_tokens, fmt.stop_strings, batch_size)
+    latency = (time.perf_counter() - start) / max(1, len(examples))
+    return [_prediction(fmt, example, prompt, text, n_tokens, latency)
+            for example, prompt, (text, n_tokens) in zip(examples, prompts, generations)]
+
+
+def _prediction(fmt, example: dict, prompt: str, text: str, n_tokens: int, latency: float) -> Prediction:
     parsed = fmt.parse(text)
     expected = fmt.expected(example["messages"])
     return Prediction(

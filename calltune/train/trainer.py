@@ -3,7 +3,10 @@ with keep-best, a wall-clock budget, dvclive logging, a progress bar, checkpoint
 
 Batches: prompt-grouped and padded (datasets.length_grouped_batches), or packed across groups into
 one row each (packing.py) when train.packing says so. Run length: length.run_length (epochs
-lengthened to min_steps, capped by max_steps).
+lengthened to min_steps, capped by max_steps). With a wall-clock budget (max_minutes) and
+fit_schedule, the plan is shortened once, after the first FIT_AFTER steps are timed, to the steps the
+budget allows (length.fit_to_budget), so the cosine reaches its floor at the last step instead of
+being cut while the learning rate is still high.
 
 Data parallel (distributed.py): the plan is the same for any number of processes; each process runs
 its share of every step's micro-batches, one all-reduce sums gradients and loss, every process takes
@@ -25,11 +28,15 @@ from calltune.train import checkpoint as ckpt
 from calltune.train.datasets import TokenizedExample, collate, length_grouped_batches
 from calltune.train.device import attention_kernels
 from calltune.train.distributed import SINGLE, Dist, sharded_adamw
-from calltune.train.length import RunLength, run_length
+from calltune.train.length import RunLength, fit_to_budget, run_length
 from calltune.train.lora import load_trainable_state, trainable_state
 from calltune.train.loss import can_pack, completion_loss, lm_parts
 from calltune.train.packing import pack_examples, packed_batches, resolve_packing
 from calltune.train.schedule import lr_at
+
+FIT_AFTER = 4  # steps timed (in this process, after its first, which warms up) before the plan is fitted
+EVAL_COST = 0.4  # a validation micro-batch (forward only) costs about this share of a training one
+BUDGET_SHARE = 0.95  # the fitted plan aims to end within this share of the time left (estimates vary)
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,7 @@ class TrainConfig:
     pack_tokens: int = 0  # most tokens in a packed row (0 = no limit)
     min_steps: int = 0  # lengthen the run to whole epochs with at least this many optimizer steps
     max_minutes: float = 0  # wall-clock budget of the loop (0 = none): stop, keep best, report
+    fit_schedule: bool = False  # shorten the plan to the steps max_minutes allows (timed), so the cosine ends
     shard_optimizer: bool = False  # with > 1 process: AdamW state sharded across them (ZeRO-1)
 
     @classmethod
@@ -76,6 +84,7 @@ class LoopState:
     stopped_early: bool = False
     stopped_at_budget: bool = False  # max_minutes ran out before total_steps
     train_s: float = 0.0  # loop wall time so far, across resumes (what max_minutes bounds)
+    fitted_steps: int | None = None  # the plan's length once fitted to the budget (None: not fitted yet)
     history: list = field(default_factory=list)
 
 
@@ -116,7 +125,8 @@ class Trainer:
         self.state = LoopState()
         self.best: dict | None = None
         self.pack = resolve_packing(cfg.packing, train_set, cfg.batch_size, cfg.seed, can_pack(lm_parts(model).body))
-        self._started, self._before_s = time.monotonic(), 0.0
+        self.clock = time.monotonic  # what max_minutes is measured with (tests drive a fake one)
+        self._started, self._before_s = self.clock(), 0.0
 
     # -- plan ------------------------------------------------------------------------------
     def micro_batches(self, examples: list[TokenizedExample], epoch: int) -> list[list[int]]:
@@ -139,7 +149,9 @@ class Trainer:
 
     @property
     def total_steps(self) -> int:
-        return self.length.total_steps
+        """The run's length: the plan, or the plan fitted to the time budget."""
+        fitted = self.state.fitted_steps
+        return self.length.total_steps if fitted is None else fitted
 
     # -- one step --------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -269,13 +281,30 @@ class Trainer:
 
     def _elapsed(self) -> float:
         """Loop seconds so far, this run's and those before a resume."""
-        return self._before_s + time.monotonic() - self._started
+        return self._before_s + self.clock() - self._started
 
     def _out_of_time(self) -> bool:
         """Past the budget (in any process: clocks differ, the decision must not)."""
         if self.cfg.max_minutes <= 0:
             return False
         return self.dist.any(self._elapsed() >= 60 * self.cfg.max_minutes, self.device)
+
+    def _fit_schedule(self, step_s: float) -> None:
+        """Fit the plan to the time left, from the measured seconds per step (averaged over the
+        processes, so that every process plans the same run)."""
+        if self.dist.enabled:
+            mean = torch.tensor([step_s], dtype=torch.float64, device=self.device)
+            self.dist.sum_tensors([mean])
+            step_s = float(mean) / self.dist.world_size
+        valid_batches = len(self.micro_batches(self.valid_set, 0)) if self.valid_set else 0
+        eval_s = EVAL_COST * step_s * valid_batches / self.cfg.grad_accum
+        remaining = BUDGET_SHARE * 60 * self.cfg.max_minutes - self._elapsed()
+        self.state.fitted_steps = fit_to_budget(self.state.step, self.length.total_steps, step_s, eval_s,
+                                                self.length.eval_every, remaining)
+
+    def _should_fit(self, step_ends: list[float]) -> bool:
+        return (self.cfg.fit_schedule and self.cfg.max_minutes > 0 and self.state.fitted_steps is None
+                and len(step_ends) > FIT_AFTER)
 
     def _advance(self, epoch: int, chunk: int, n_chunks: int) -> None:
         self.state.step += 1
@@ -288,7 +317,8 @@ class Trainer:
         if self.cfg.resume:
             self.restore()
         self.state.stopped_at_budget = False  # a resumed run gets the budget it has now
-        self._started, self._before_s = time.monotonic(), self.state.train_s
+        self._started, self._before_s = self.clock(), self.state.train_s
+        step_ends = [self._started]  # clock at the end of each step of this process (evals included)
         bar = tqdm(total=self.total_steps, initial=self.state.step, desc="train", unit="step",
                    disable=not self.progress, dynamic_ncols=True)
         while not self._stopped():
@@ -297,6 +327,10 @@ class Trainer:
             for chunk in range(self.state.chunk, len(plan)):
                 record = self.optimizer_step(plan[chunk])
                 self._advance(epoch, chunk, len(plan))
+                if self._should_fit(step_ends):  # the median step after the first, which warms up
+                    durations = sorted(b - a for a, b in zip(step_ends[1:], step_ends[2:] + [self.clock()]))
+                    self._fit_schedule(durations[len(durations) // 2])
+                    bar.total = self.total_steps
                 # out of time: evaluate now too, so keep-best can choose the weights trained last
                 out_of_time = self._out_of_time() and self.state.step < self.total_steps
                 if (self._due(self.length.eval_every) or out_of_time) and (valid := self.evaluate()) is not None:
@@ -311,6 +345,7 @@ class Trainer:
                 bar.set_postfix(loss=f"{record['train_loss']:.4f}", lr=f"{record['lr']:.2e}")
                 if self.callback is not None:
                     self.callback(record)
+                step_ends.append(self.clock())
                 if self._stopped():
                     break
         bar.close()
@@ -330,6 +365,7 @@ class Trainer:
             "packing": self.pack, "examples_per_micro_batch": len(self.train_set) / max(1, n_batches),
             "stopped_early": s.stopped_early, "stopped_at_budget": s.stopped_at_budget,
             "max_minutes": self.cfg.max_minutes, "train_s": round(s.train_s, 1),
+            "planned_steps": self.length.total_steps, "fitted_to_budget": self.total_steps < self.length.total_steps,
             "best_step": s.best_step, "best_valid_loss": s.best_loss,
             "first_train_loss": hist[0]["train_loss"] if hist else None,
             "last_train_loss": hist[-1]["train_loss"] if hist else None,

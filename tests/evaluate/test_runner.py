@@ -7,7 +7,7 @@ from calltune.engines.base import Generation
 from calltune.engines.torch_engine import TorchEngine
 from calltune.evaluate.metrics import aggregate, judge
 from calltune.evaluate.predictions import read_predictions, write_predictions
-from calltune.evaluate.runner import WARMUP_TOKENS, evaluate_target, size_on_disk_mb
+from calltune.evaluate.runner import WARMUP_TOKENS, evaluate_batched, evaluate_target, size_on_disk_mb
 from calltune.formats import get_format
 
 DEVELOPER = {"role": "developer",
@@ -118,6 +118,18 @@ def test_runner_on_a_real_tiny_model(request, tmp_path, model):
     metrics = aggregate(preds, size_mb=size_on_disk_mb(model_dir))
     assert metrics["n"] == 4 and metrics["tokens_per_s"] > 0 and metrics["size_mb"] > 0
 
+
+def test_batched_predictions_equal_one_at_a_time(taught_gemma_dir):
+    """GPU sweeps evaluate in batches: the same outputs, parses and verdicts as evaluate_target."""
+    engine = TorchEngine(taught_gemma_dir)
+    fmt = get_format("functiongemma")
+    one = evaluate_target(engine, fmt, EXAMPLES, max_new_tokens=24, warmup=False)
+    batched = evaluate_batched(engine, fmt, EXAMPLES, max_new_tokens=24, batch_size=3)
+    assert [p.id for p in batched] == [p.id for p in one]
+    for a, b in zip(one, batched):
+        assert (a.prompt, a.raw_output, a.n_generated_tokens, a.calls, a.judgement) == \
+               (b.prompt, b.raw_output, b.n_generated_tokens, b.calls, b.judgement)
+    assert any(p.calls for p in batched)  # the taught model calls, so the verdicts are not all "no call"
 
 def test_size_on_disk_counts_files_and_directories(tmp_path):
     (tmp_path / "d" / "sub").mkdir(parents=True)

@@ -70,7 +70,7 @@ def mlx_with_adapter(base: Path, adapter: Path):
 def test_mlx_trains_a_tiny_gemma_and_its_adapter_loads_in_peft(tmp_path, tiny_gemma_dir):
     train = write_rows(tmp_path / "train.jsonl", canonical_rows(8, seed=1))
     valid = write_rows(tmp_path / "valid.jsonl", canonical_rows(4, seed=2))
-    params = tiny_params(backend="mlx", device="auto", dtype="auto", lr=2e-2, epochs=3, eval_every=100)
+    params = tiny_params(backend="mlx", device="auto", dtype="auto", lr=5e-3, epochs=8, eval_every=100)
     params["train"]["lora"]["target_modules"] = ["all-linear"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     if Path(OPENBLAS).exists():  # mlx[cpu]'s bundled BLAS is ~25x slower
@@ -81,8 +81,8 @@ def test_mlx_trains_a_tiny_gemma_and_its_adapter_loads_in_peft(tmp_path, tiny_ge
     done = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((tmp_path / "adapter" / "training_summary.json").read_text())
-    assert summary["backend"] == "mlx" and summary["dtype"] == "float32" and summary["steps"] == 6
-    assert summary["best_valid_loss"] < summary["initial_valid_loss"] - 0.1, summary
+    assert summary["backend"] == "mlx" and summary["dtype"] == "float32" and summary["steps"] == 16
+    assert summary["best_valid_loss"] < summary["initial_valid_loss"] - 0.1, json.dumps(summary["history"])
     assert (tmp_path / "live" / "plots" / "metrics" / "train" / "loss.tsv").is_file()
 
     import torch

@@ -186,7 +186,77 @@ def test_max_minutes_stops_cleanly_keeps_best_and_resumes_exactly(tiny_gemma_dir
     assert resumed["history"][-1]["valid_loss"] == pytest.approx(straight["history"][-1]["valid_loss"], abs=1e-5)
 
 
-OFF_UNLESS_ASKED = {"packing": False, "pack_tokens": 0, "min_steps": 0, "max_minutes": 0, "shard_optimizer": False}
+class FakeClock:
+    """The loop's clock, advanced `step_s` seconds by the callback after every optimizer step."""
+
+    def __init__(self, step_s: float):
+        self.now, self.step_s = 0.0, step_s
+
+    def __call__(self) -> float:
+        return self.now
+
+    def tick(self, record) -> None:
+        self.now += self.step_s
+
+
+def fitted_trainer(base_dir, data, max_minutes, checkpoint_dir=None, crash=None, **cfg):
+    """30 planned steps (12 examples, batch 4, 10 epochs) of 10 fake seconds each."""
+    clock = FakeClock(10.0)
+
+    def callback(record):
+        clock.tick(record)
+        if crash is not None:
+            crash(record)
+
+    trainer = make_trainer(base_dir, data, epochs=10, eval_every=10, save_every=2, max_minutes=max_minutes,
+                           fit_schedule=True, checkpoint_dir=checkpoint_dir, callback=callback, **cfg)
+    trainer.clock = clock
+    return trainer
+
+
+def test_fit_schedule_ends_the_cosine_within_the_budget(tiny_gemma_dir, data):
+    # 2 minutes for 30 steps of 10 s: timed over steps 2-5, the plan becomes 11 steps
+    # (6 more steps and validation passes at 10 and 11 fit in 0.95 * 120 - 40 s; length.fit_to_budget)
+    summary = fitted_trainer(tiny_gemma_dir, data, max_minutes=2).fit()
+    assert summary["fitted_to_budget"] and summary["planned_steps"] == 30
+    assert summary["steps"] == summary["total_steps"] == 11 and not summary["stopped_at_budget"]
+    assert summary["train_s"] <= 120
+    lrs = [r["lr"] for r in summary["history"]]
+    # steps 1-5 on the plan of 30, then the cosine of the fitted plan of 11
+    assert lrs == [lr_at(s, 5e-3, 2, 30) for s in range(5)] + [lr_at(s, 5e-3, 2, 11) for s in range(5, 11)]
+    assert lrs[-1] == pytest.approx(0.1 * 5e-3)  # ended at the floor
+    assert [r["step"] for r in summary["history"] if "valid_loss" in r] == [10, 11]
+
+    cut = make_trainer(tiny_gemma_dir, data, epochs=10, eval_every=10, max_minutes=2)
+    cut.clock = clock = FakeClock(10.0)
+    cut.callback = clock.tick
+    stopped = cut.fit()  # without fit_schedule the budget cuts the cosine at a high rate
+    assert stopped["stopped_at_budget"] and not stopped["fitted_to_budget"] and stopped["steps"] == 13
+    assert stopped["history"][-1]["lr"] > 0.5 * 5e-3
+
+
+def test_fit_schedule_leaves_a_plan_that_fits_alone(tiny_gemma_dir, data):
+    fitted = fitted_trainer(tiny_gemma_dir, data, max_minutes=60).fit()
+    plain = make_trainer(tiny_gemma_dir, data, epochs=10, eval_every=10, save_every=2).fit()
+    assert not fitted["fitted_to_budget"] and fitted["steps"] == fitted["total_steps"] == 30
+    assert [r["lr"] for r in fitted["history"]] == [r["lr"] for r in plain["history"]]
+    for a, b in zip(fitted["history"], plain["history"]):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-6)
+
+
+def test_a_fitted_run_resumes_its_fitted_plan_exactly(tiny_gemma_dir, data, tmp_path):
+    straight = fitted_trainer(tiny_gemma_dir, data, max_minutes=2, checkpoint_dir=tmp_path / "a").fit()
+    with pytest.raises(Crash):
+        fitted_trainer(tiny_gemma_dir, data, max_minutes=2, checkpoint_dir=tmp_path / "b", crash=crash_at(9)).fit()
+    resumed = fitted_trainer(tiny_gemma_dir, data, max_minutes=2, checkpoint_dir=tmp_path / "b", resume=True).fit()
+    assert resumed["total_steps"] == straight["total_steps"] == 11  # the plan comes from the checkpoint
+    assert [r["lr"] for r in resumed["history"]] == [r["lr"] for r in straight["history"]]
+    for a, b in zip(straight["history"], resumed["history"]):
+        assert abs(a["train_loss"] - b["train_loss"]) <= 1e-5
+
+
+OFF_UNLESS_ASKED = {"packing": False, "pack_tokens": 0, "min_steps": 0, "max_minutes": 0, "fit_schedule": False,
+                    "shard_optimizer": False}
 
 
 def test_train_config_defaults_are_params_yaml_values_or_off():

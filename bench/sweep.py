@@ -5,7 +5,8 @@ on the valid and test splits; prints one table. Runs wherever torch does (a GPU 
     configs.json: [{"name": "base"}, {"name": "default"}, {"name": "ep5", "train": {"epochs": 5}},
                    {"name": "more-data", "data": "path/to/train.jsonl"}]
 
-"train" overrides params.yaml's train block; "name": "base" evaluates the base model untouched.
+"train" overrides params.yaml's train block, "seed" its base.seed; "name": "base" evaluates the base model
+untouched. bench/configs/starter_budget.json: the run lengths a CPU's time budget allows.
 Choose on the valid columns; test is reported, never chosen on. Decoding is free (unconstrained);
 `--eval-batch N` generates N prompts at a time (the same greedy outputs, runner.evaluate_batched).
 The numbers behind the train defaults (closing notes, 2026-11-21) came from this on an H100.
@@ -65,8 +66,9 @@ def main(base, out, configs, splits="data/splits", eval_batch=0, params_file="pa
                                base=base,
                                out=out / f"adapter-{name}", checkpoints=out / f"checkpoints-{name}",
                                live=out / f"live-{name}")
-            summary = run_torch({**params, "train": merge(params["train"], cfg.get("train", {}))}, paths,
-                                progress=False, log=False)  # no dvclive: the results table is the record
+            run = {**params, "train": merge(params["train"], cfg.get("train", {})),
+                   "base": {**params["base"], "seed": cfg.get("seed", params["base"]["seed"])}}
+            summary = run_torch(run, paths, progress=False, log=False)  # no dvclive: the results table is the record
             torch.cuda.empty_cache()
             model_dir = out / f"fused-{name}"
             fuse(base, paths.out, model_dir)

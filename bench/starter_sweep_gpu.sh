@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The starter train defaults on a bare GPU machine: build models/base as the base stage does (the
+# embedded GGUF + the shipped foundation), then bench/sweep.py over a configs file (run lengths a
+# CPU's time budget allows, learning rates, ranks; choose on valid, never on test).
+#
+#   setsid nohup bash bench/starter_sweep_gpu.sh /tmp/gemma.gguf /tmp/sw bench/configs/starter_budget.json > /tmp/sw.log 2>&1 &
+#
+# Needs data/splits (dvc repro split) and runs from a private copy (the device tool re-sends the
+# working tree with every call; a poll must not replace files while Python imports them).
+set -euo pipefail
+gguf=$(realpath "${1:?the embedded Gemma 3 270M GGUF}")
+work=$(realpath -m "${2:-/tmp/sw}")
+configs=${3:-bench/configs/starter_budget.json}
+if [ -z "${STARTER_SWEEP_COPY:-}" ]; then
+  mkdir -p "$work/src"
+  tar -C "$(dirname "$0")/.." --exclude='./.*' --exclude=./models --exclude=./node_modules --exclude='*.egg-info' -cf - . | tar -C "$work/src" -xf -
+  STARTER_SWEEP_COPY=1 exec bash "$work/src/bench/starter_sweep_gpu.sh" "$gguf" "$work" "$configs"
+fi
+cd "$(dirname "$0")/.."
+export PYTHONUNBUFFERED=1 PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD"
+python - "$gguf" "$work/base" <<'PY'
+import sys, time
+from calltune.base_model import resolve_base
+from calltune.foundation.adapter import foundation_dir
+started = time.perf_counter()
+record = resolve_base(sys.argv[1], sys.argv[2], dtype="float32", foundation=foundation_dir("calltune"))
+print(f"base: {record['sha256'][:16]}, foundation {record['foundation']['sha256'][:12]}, "
+      f"{time.perf_counter() - started:.0f}s", flush=True)
+PY
+python bench/sweep.py "$work/base" "$work/runs" "$configs" --eval-batch 64
+echo "starter sweep done"

@@ -37,6 +37,16 @@ def _path(name: str, default: Path, **kw):
 @_path("live", DEFAULTS.live, file_okay=False)
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar with ETA.")
 @stage
+def budget_note(summary: dict) -> str:
+    """What the time budget did to the run, if anything."""
+    done = f"{summary['steps']} of {summary['total_steps']} planned steps"
+    if summary.get("fitted_to_budget"):  # train.fit_schedule: the cosine followed the budget's clock
+        return f"; schedule fitted to the time budget (train.max_minutes={summary['max_minutes']}): {done}"
+    if summary.get("stopped_at_budget"):
+        return f"; stopped at the time budget (train.max_minutes={summary['max_minutes']}) after {done}"
+    return ""
+
+
 def main(params, train, valid, base_model, out, checkpoints, live, progress):
     tp = params["train"]
     on_torch = resolve_backend(tp["backend"]) == "torch"  # the mlx backend refuses several processes
@@ -53,10 +63,7 @@ def main(params, train, valid, base_model, out, checkpoints, live, progress):
                f"{summary['method']}) in {summary['wall_s']:.0f}s: train loss {summary['first_train_loss']:.4f} -> "
                f"{summary['last_train_loss']:.4f}"
                + (f", best valid loss {best:.4f} at step {summary['best_step']}" if best is not None else "")
-               + (f"; stopped at the time budget (train.max_minutes={summary['max_minutes']}) after "
-                  f"{summary['steps']} of {summary['total_steps']} steps" if summary.get("stopped_at_budget") else "")
-               + (f"; planned {summary['planned_steps']} steps, fitted to the time budget (train.max_minutes="
-                  f"{summary['max_minutes']}): {summary['total_steps']}" if summary.get("fitted_to_budget") else "")
+               + budget_note(summary)
                + f" -> {out}")
 
 

@@ -8,9 +8,7 @@ A run that was lengthened this way also evaluates about SHORT_RUN_EVALS times, s
 (Trainer._note_eval) has several steps to choose from; a run long enough by itself keeps its
 `eval_every` unchanged. Pure functions of the counts: a resumed run plans the same run.
 
-`fit_to_budget` shortens a plan that a wall-clock budget (train.max_minutes) would cut: a run
-stopped by the clock a third of the way through its cosine ends at a high learning rate, while
-the same number of steps planned as the whole run ends annealed (train.fit_schedule).
+`projected_s`: how long the rest of a plan takes at a measured pace (train.fit_schedule).
 """
 
 from __future__ import annotations
@@ -48,14 +46,11 @@ def run_length(steps_per_epoch: int, epochs: int, min_steps: int = 0, max_steps:
 
 def evals_between(step: int, end: int, every: int) -> int:
     """Validation passes after steps step+1..end: every `every` steps and at the end."""
+    if end <= step:
+        return 0
     return end // every - step // every + (end % every != 0)
 
 
-def fit_to_budget(step: int, total: int, step_s: float, eval_s: float, eval_every: int, remaining_s: float) -> int:
-    """The last step of a run at `step` of `total` that ends within `remaining_s` seconds, when a step
-    takes `step_s` and a validation pass `eval_s`; `total` if the whole plan fits, and at least one
-    more step (the budget itself stops a run whose estimate was too hopeful)."""
-    end = total
-    while end > step + 1 and (end - step) * step_s + evals_between(step, end, eval_every) * eval_s > remaining_s:
-        end -= 1
-    return end
+def projected_s(step: int, total: int, step_s: float, eval_s: float, eval_every: int) -> float:
+    """Seconds the steps after `step` up to `total` take, validation passes included."""
+    return (total - step) * step_s + evals_between(step, total, eval_every) * eval_s

@@ -4,9 +4,11 @@ with keep-best, a wall-clock budget, dvclive logging, a progress bar, checkpoint
 Batches: prompt-grouped and padded (datasets.length_grouped_batches), or packed across groups into
 one row each (packing.py) when train.packing says so. Run length: length.run_length (epochs
 lengthened to min_steps, capped by max_steps). With a wall-clock budget (max_minutes) and
-fit_schedule, the plan is shortened once, after the first FIT_AFTER steps are timed, to the steps the
-budget allows (length.fit_to_budget), so the cosine reaches its floor at the last step instead of
-being cut while the learning rate is still high.
+fit_schedule, a run that would overrun its budget at the pace of its recent steps becomes time-bound:
+its progress through the cosine is then the larger of its share of the steps and its share of the
+budget, and it stops when the budget (less a final validation pass) is spent, so it ends at the
+floor rate instead of being cut while the rate is still high. Step times on a CPU vary (the first
+steps of new shapes are slow), so the clock, not a one-off step count, decides.
 
 Data parallel (distributed.py): the plan is the same for any number of processes; each process runs
 its share of every step's micro-batches, one all-reduce sums gradients and loss, every process takes
@@ -28,15 +30,16 @@ from calltune.train import checkpoint as ckpt
 from calltune.train.datasets import TokenizedExample, collate, length_grouped_batches
 from calltune.train.device import attention_kernels
 from calltune.train.distributed import SINGLE, Dist, sharded_adamw
-from calltune.train.length import RunLength, fit_to_budget, run_length
+from calltune.train.length import RunLength, projected_s, run_length
 from calltune.train.lora import load_trainable_state, trainable_state
 from calltune.train.loss import can_pack, completion_loss, lm_parts
 from calltune.train.packing import pack_examples, packed_batches, resolve_packing
-from calltune.train.schedule import lr_at
+from calltune.train.schedule import cosine, lr_at, progress_at
 
-FIT_AFTER = 4  # steps timed (in this process, after its first, which warms up) before the plan is fitted
+FIT_AFTER = 4  # steps timed (in this process, after its first, which warms up) before the pace is judged
+PACE_WINDOW = 8  # the pace: the median of this many most recent step times
 EVAL_COST = 0.4  # a validation micro-batch (forward only) costs about this share of a training one
-BUDGET_SHARE = 0.95  # the fitted plan aims to end within this share of the time left (estimates vary)
+BUDGET_SHARE = 0.95  # a plan projected past this share of the budget makes the run time-bound
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,7 @@ class TrainConfig:
     pack_tokens: int = 0  # most tokens in a packed row (0 = no limit)
     min_steps: int = 0  # lengthen the run to whole epochs with at least this many optimizer steps
     max_minutes: float = 0  # wall-clock budget of the loop (0 = none): stop, keep best, report
-    fit_schedule: bool = False  # shorten the plan to the steps max_minutes allows (timed), so the cosine ends
+    fit_schedule: bool = False  # a run that would overrun max_minutes follows the budget's clock down the cosine
     shard_optimizer: bool = False  # with > 1 process: AdamW state sharded across them (ZeRO-1)
 
     @classmethod
@@ -84,7 +87,8 @@ class LoopState:
     stopped_early: bool = False
     stopped_at_budget: bool = False  # max_minutes ran out before total_steps
     train_s: float = 0.0  # loop wall time so far, across resumes (what max_minutes bounds)
-    fitted_steps: int | None = None  # the plan's length once fitted to the budget (None: not fitted yet)
+    time_bound: bool = False  # fit_schedule: the cosine follows the budget's clock (the plan would overrun)
+    eval_reserve_s: float = 0.0  # time-bound: seconds kept for the final validation pass
     history: list = field(default_factory=list)
 
 
@@ -149,9 +153,7 @@ class Trainer:
 
     @property
     def total_steps(self) -> int:
-        """The run's length: the plan, or the plan fitted to the time budget."""
-        fitted = self.state.fitted_steps
-        return self.length.total_steps if fitted is None else fitted
+        return self.length.total_steps
 
     # -- one step --------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -204,7 +206,7 @@ class Trainer:
         self._reduce_grads(loss_sum)
         grad_norm = (torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
                      if self.cfg.grad_clip > 0 else None)
-        lr = lr_at(self.state.step, self.cfg.lr, self.cfg.warmup_steps, self.total_steps)
+        lr = self._lr()
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.step()
@@ -287,24 +289,44 @@ class Trainer:
         """Past the budget (in any process: clocks differ, the decision must not)."""
         if self.cfg.max_minutes <= 0:
             return False
+        if self.state.time_bound:
+            return self._time_share() >= 1  # the same in every process (averaged)
         return self.dist.any(self._elapsed() >= 60 * self.cfg.max_minutes, self.device)
 
-    def _fit_schedule(self, step_s: float) -> None:
-        """Fit the plan to the time left, from the measured seconds per step (averaged over the
-        processes, so that every process plans the same run)."""
-        if self.dist.enabled:
-            mean = torch.tensor([step_s], dtype=torch.float64, device=self.device)
-            self.dist.sum_tensors([mean])
-            step_s = float(mean) / self.dist.world_size
+    def _lr(self) -> float:
+        """The step's rate: the planned schedule, or for a time-bound run the cosine at the larger of
+        the step's and the clock's progress (warmup stays by step)."""
+        step, cfg = self.state.step, self.cfg
+        if not self.state.time_bound or step < cfg.warmup_steps:
+            return lr_at(step, cfg.lr, cfg.warmup_steps, self.total_steps)
+        return cosine(cfg.lr, max(progress_at(step, cfg.warmup_steps, self.total_steps), self._time_share()))
+
+    def _mean(self, value: float) -> float:
+        """`value` averaged over the processes: a decision every process must take alike."""
+        if not self.dist.enabled:
+            return value
+        total = torch.tensor([value], dtype=torch.float64, device=self.device)
+        self.dist.sum_tensors([total])
+        return float(total) / self.dist.world_size
+
+    def _time_share(self) -> float:
+        """How much of the budget, less the final validation pass, has passed (time-bound runs)."""
+        return self._mean(self._elapsed()) / max(1e-9, 60 * self.cfg.max_minutes - self.state.eval_reserve_s)
+
+    def _judge_pace(self, durations: list[float]) -> None:
+        """Make the run time-bound when, at the pace of its recent steps (the median, so a slow
+        first use of a shape or a validation pass does not decide), its plan would overrun."""
+        recent = sorted(durations[-PACE_WINDOW:])
+        step_s = self._mean(recent[len(recent) // 2])
         valid_batches = len(self.micro_batches(self.valid_set, 0)) if self.valid_set else 0
         eval_s = EVAL_COST * step_s * valid_batches / self.cfg.grad_accum
-        remaining = BUDGET_SHARE * 60 * self.cfg.max_minutes - self._elapsed()
-        self.state.fitted_steps = fit_to_budget(self.state.step, self.length.total_steps, step_s, eval_s,
-                                                self.length.eval_every, remaining)
+        rest = projected_s(self.state.step, self.total_steps, step_s, eval_s, self.length.eval_every)
+        if self._mean(self._elapsed()) + rest > BUDGET_SHARE * 60 * self.cfg.max_minutes:
+            self.state.time_bound, self.state.eval_reserve_s = True, eval_s
 
-    def _should_fit(self, step_ends: list[float]) -> bool:
-        return (self.cfg.fit_schedule and self.cfg.max_minutes > 0 and self.state.fitted_steps is None
-                and len(step_ends) > FIT_AFTER)
+    def _pace_judged(self, durations: list[float]) -> bool:
+        return (not self.cfg.fit_schedule or self.cfg.max_minutes <= 0 or self.state.time_bound
+                or len(durations) < FIT_AFTER)
 
     def _advance(self, epoch: int, chunk: int, n_chunks: int) -> None:
         self.state.step += 1
@@ -319,6 +341,7 @@ class Trainer:
         self.state.stopped_at_budget = False  # a resumed run gets the budget it has now
         self._started, self._before_s = self.clock(), self.state.train_s
         step_ends = [self._started]  # clock at the end of each step of this process (evals included)
+        durations: list[float] = []  # this process's step times, its first (warm-up) left out
         bar = tqdm(total=self.total_steps, initial=self.state.step, desc="train", unit="step",
                    disable=not self.progress, dynamic_ncols=True)
         while not self._stopped():
@@ -327,10 +350,8 @@ class Trainer:
             for chunk in range(self.state.chunk, len(plan)):
                 record = self.optimizer_step(plan[chunk])
                 self._advance(epoch, chunk, len(plan))
-                if self._should_fit(step_ends):  # the median step after the first, which warms up
-                    durations = sorted(b - a for a, b in zip(step_ends[1:], step_ends[2:] + [self.clock()]))
-                    self._fit_schedule(durations[len(durations) // 2])
-                    bar.total = self.total_steps
+                if not self._pace_judged(durations):
+                    self._judge_pace(durations)
                 # out of time: evaluate now too, so keep-best can choose the weights trained last
                 out_of_time = self._out_of_time() and self.state.step < self.total_steps
                 if (self._due(self.length.eval_every) or out_of_time) and (valid := self.evaluate()) is not None:
@@ -346,6 +367,8 @@ class Trainer:
                 if self.callback is not None:
                     self.callback(record)
                 step_ends.append(self.clock())
+                if len(step_ends) > 2:
+                    durations.append(step_ends[-1] - step_ends[-2])
                 if self._stopped():
                     break
         bar.close()
@@ -365,7 +388,7 @@ class Trainer:
             "packing": self.pack, "examples_per_micro_batch": len(self.train_set) / max(1, n_batches),
             "stopped_early": s.stopped_early, "stopped_at_budget": s.stopped_at_budget,
             "max_minutes": self.cfg.max_minutes, "train_s": round(s.train_s, 1),
-            "planned_steps": self.length.total_steps, "fitted_to_budget": self.total_steps < self.length.total_steps,
+            "fitted_to_budget": s.time_bound,
             "best_step": s.best_step, "best_valid_loss": s.best_loss,
             "first_train_loss": hist[0]["train_loss"] if hist else None,
             "last_train_loss": hist[-1]["train_loss"] if hist else None,

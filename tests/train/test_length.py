@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from calltune.train.length import SHORT_RUN_EVALS, evals_between, fit_to_budget, run_length
+from calltune.train.length import SHORT_RUN_EVALS, evals_between, projected_s, run_length
 
 
 def test_small_data_is_lengthened_to_whole_epochs_with_more_evaluations():
@@ -33,19 +33,10 @@ def test_a_smaller_eval_every_is_kept():
     assert run_length(1, epochs=1, min_steps=2, eval_every=40).eval_every == 1
 
 
-def test_fit_to_budget_keeps_a_plan_that_fits():
-    assert fit_to_budget(step=5, total=30, step_s=1.0, eval_s=2.0, eval_every=10, remaining_s=1000) == 30
 
-
-def test_fit_to_budget_counts_steps_and_validation_passes():
-    # from step 5, 10 s a step, 4 s a validation pass (every 10 steps and at the end)
-    # end 11: 6 steps + passes at 10 and 11 = 68 s; end 12: 7 steps + 2 passes = 78 s
-    assert fit_to_budget(5, 30, 10.0, 4.0, 10, remaining_s=74) == 11
-    assert fit_to_budget(5, 30, 10.0, 4.0, 10, remaining_s=78) == 12
-    assert fit_to_budget(5, 30, 10.0, 0.0, 10, remaining_s=74) == 12  # no passes to pay for
+def test_projected_time_counts_steps_and_validation_passes():
+    # from step 5 to 11 at 10 s a step and 4 s a validation pass (every 10 steps and at the end): 68 s
+    assert projected_s(5, 11, 10.0, 4.0, 10) == 6 * 10 + 2 * 4
+    assert projected_s(5, 20, 10.0, 4.0, 10) == 15 * 10 + 2 * 4  # 20 is both a regular pass and the end
+    assert projected_s(5, 5, 10.0, 4.0, 10) == 0
     assert evals_between(5, 20, 10) == 2 and evals_between(5, 21, 10) == 3 and evals_between(10, 11, 10) == 1
-
-
-def test_fit_to_budget_always_plans_one_more_step():
-    assert fit_to_budget(5, 30, 10.0, 4.0, 10, remaining_s=0) == 6
-    assert fit_to_budget(5, 30, 10.0, 4.0, 10, remaining_s=-50) == 6

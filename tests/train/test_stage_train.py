@@ -126,7 +126,7 @@ def test_generic_format_on_llama(tmp_path, splits, tiny_llama_dir):
 def test_a_time_budget_stop_is_reported(tmp_path, splits, tiny_gemma_dir):
     done = stage_in_process(tmp_path, tiny_params(max_minutes=1e-6), *splits, tiny_gemma_dir)
     assert done.exit_code == 0, done.output
-    assert "stopped at the time budget (train.max_minutes=1e-06) after 1 of 8 steps" in done.output
+    assert "stopped at the time budget (train.max_minutes=1e-06) after 1 of 8 planned steps" in done.output
     summary = json.loads((tmp_path / "adapter" / SUMMARY_FILE).read_text())
     assert summary["stopped_at_budget"] and summary["steps"] == 1 and summary["kept"] == "best"
     assert summary["packing"] is False  # packing: auto, and these rows share one tool list

@@ -15,7 +15,7 @@ from calltune.params import load_params
 from calltune.train.datasets import tokenize_split
 from calltune.train.device import seed_everything
 from calltune.train.lora import load_base_model, make_trainable, trainable_state
-from calltune.train.schedule import lr_at
+from calltune.train.schedule import cosine, lr_at, progress_at
 from calltune.train.trainer import Trainer, TrainConfig
 from train_helpers import canonical_rows, write_rows
 
@@ -214,18 +214,24 @@ def fitted_trainer(base_dir, data, max_minutes, checkpoint_dir=None, crash=None,
     return trainer
 
 
-def test_fit_schedule_ends_the_cosine_within_the_budget(tiny_gemma_dir, data):
-    # 2 minutes for 30 steps of 10 s: timed over steps 2-5, the plan becomes 11 steps
-    # (6 more steps and validation passes at 10 and 11 fit in 0.95 * 120 - 40 s; length.fit_to_budget)
+def fitted_lrs(steps: int, clock_at) -> list[float]:
+    """The rates of a time-bound run made so at step 6: 30 planned steps, warmup 2, 120 s less a 4 s
+    validation pass (0.4 x 10 s x 1 valid micro-batch); `clock_at(s)`: its clock at step index s."""
+    return ([lr_at(s, 5e-3, 2, 30) for s in range(6)]
+            + [cosine(5e-3, max(progress_at(s, 2, 30), clock_at(s) / 116)) for s in range(6, steps)])
+
+
+def test_fit_schedule_ends_the_cosine_at_the_budget(tiny_gemma_dir, data):
+    # 2 minutes for 30 steps of 10 s: judged after 4 timed steps, the plan would overrun, so from
+    # step 7 on the cosine follows the clock, and the run stops when 116 of 120 s have passed
     summary = fitted_trainer(tiny_gemma_dir, data, max_minutes=2).fit()
-    assert summary["fitted_to_budget"] and summary["planned_steps"] == 30
-    assert summary["steps"] == summary["total_steps"] == 11 and not summary["stopped_at_budget"]
-    assert summary["train_s"] <= 120
+    assert summary["fitted_to_budget"] and summary["stopped_at_budget"]
+    assert summary["steps"] == 13 and summary["total_steps"] == 30
     lrs = [r["lr"] for r in summary["history"]]
-    # steps 1-5 on the plan of 30, then the cosine of the fitted plan of 11
-    assert lrs == [lr_at(s, 5e-3, 2, 30) for s in range(5)] + [lr_at(s, 5e-3, 2, 11) for s in range(5, 11)]
+    assert lrs == pytest.approx(fitted_lrs(13, lambda s: 10 * s), rel=1e-12)
     assert lrs[-1] == pytest.approx(0.1 * 5e-3)  # ended at the floor
-    assert [r["step"] for r in summary["history"] if "valid_loss" in r] == [10, 11]
+    assert [r["step"] for r in summary["history"] if "valid_loss" in r] == [10, 13]
+    assert summary["kept"] == "best" and summary["best_step"] in (10, 13)
 
     cut = make_trainer(tiny_gemma_dir, data, epochs=10, eval_every=10, max_minutes=2)
     cut.clock = clock = FakeClock(10.0)
@@ -244,14 +250,18 @@ def test_fit_schedule_leaves_a_plan_that_fits_alone(tiny_gemma_dir, data):
         assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-6)
 
 
-def test_a_fitted_run_resumes_its_fitted_plan_exactly(tiny_gemma_dir, data, tmp_path):
+def test_a_fitted_run_resumes_on_the_budget_clock(tiny_gemma_dir, data, tmp_path):
     straight = fitted_trainer(tiny_gemma_dir, data, max_minutes=2, checkpoint_dir=tmp_path / "a").fit()
     with pytest.raises(Crash):
         fitted_trainer(tiny_gemma_dir, data, max_minutes=2, checkpoint_dir=tmp_path / "b", crash=crash_at(9)).fit()
     resumed = fitted_trainer(tiny_gemma_dir, data, max_minutes=2, checkpoint_dir=tmp_path / "b", resume=True).fit()
-    assert resumed["total_steps"] == straight["total_steps"] == 11  # the plan comes from the checkpoint
-    assert [r["lr"] for r in resumed["history"]] == [r["lr"] for r in straight["history"]]
-    for a, b in zip(straight["history"], resumed["history"]):
+    assert resumed["fitted_to_budget"] and resumed["stopped_at_budget"]  # time-bound comes from the checkpoint
+    # the checkpoint at step 8 was written at 70 s (before that step's 10 s ended): the resumed run's
+    # clock continues from there, so it runs one step more than the straight one and ends at the floor
+    assert resumed["steps"] == 14 and resumed["history"][-1]["lr"] == pytest.approx(0.1 * 5e-3)
+    assert [r["lr"] for r in resumed["history"]] == pytest.approx(
+        fitted_lrs(14, lambda s: 10 * s if s < 8 else 70 + 10 * (s - 8)), rel=1e-12)
+    for a, b in zip(straight["history"][:8], resumed["history"][:8]):
         assert abs(a["train_loss"] - b["train_loss"]) <= 1e-5
 
 

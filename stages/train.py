@@ -27,16 +27,6 @@ def _path(name: str, default: Path, **kw):
     return click.option(f"--{name}", default=str(default), show_default=True, type=click.Path(path_type=Path, **kw))
 
 
-@click.command(help=__doc__)
-@params_option
-@_path("train", DEFAULTS.train, dir_okay=False)
-@_path("valid", DEFAULTS.valid, dir_okay=False)
-@_path("base-model", DEFAULTS.base, file_okay=False)
-@_path("out", DEFAULTS.out, file_okay=False)
-@_path("checkpoints", DEFAULTS.checkpoints, file_okay=False)
-@_path("live", DEFAULTS.live, file_okay=False)
-@click.option("--progress/--no-progress", default=True, help="Show a progress bar with ETA.")
-@stage
 def budget_note(summary: dict) -> str:
     """What the time budget did to the run, if anything."""
     done = f"{summary['steps']} of {summary['total_steps']} planned steps"
@@ -47,6 +37,16 @@ def budget_note(summary: dict) -> str:
     return ""
 
 
+@click.command(help=__doc__)
+@params_option
+@_path("train", DEFAULTS.train, dir_okay=False)
+@_path("valid", DEFAULTS.valid, dir_okay=False)
+@_path("base-model", DEFAULTS.base, file_okay=False)
+@_path("out", DEFAULTS.out, file_okay=False)
+@_path("checkpoints", DEFAULTS.checkpoints, file_okay=False)
+@_path("live", DEFAULTS.live, file_okay=False)
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar with ETA.")
+@stage
 def main(params, train, valid, base_model, out, checkpoints, live, progress):
     tp = params["train"]
     on_torch = resolve_backend(tp["backend"]) == "torch"  # the mlx backend refuses several processes

@@ -53,6 +53,15 @@ RENAMED = [{"type": "function", "function": {
                    "required": ["city", "unit"]}}}]
 
 
+def same_but_strings(calls: list[dict], others: list[dict]) -> bool:
+    """The same calls, but for the values of string arguments that are not enums."""
+    def shape(call):
+        schema = next(t["function"]["parameters"]["properties"] for t in RENAMED if t["function"]["name"] == call["name"])
+        return call["name"], {k: ("<string>" if isinstance(v, str) and "enum" not in schema.get(k, {}) else v)
+                              for k, v in call["arguments"].items()}
+    return [shape(c) for c in calls] == [shape(c) for c in others]
+
+
 @pytest.mark.parametrize(("tools", "choice"), [(TOOLS, "auto"), (RENAMED, "auto"), (TOOLS, "send_email")],
                          ids=["auto", "renamed", "named"])
 def test_node_constrained_generates_what_python_constrained_generates(tool_onnx, tools, choice):
@@ -75,9 +84,17 @@ def test_node_constrained_generates_what_python_constrained_generates(tool_onnx,
     for query, result, unconstrained in zip(queries, results, free):
         expected = python.generate(FMT.prompt(conversation(query), tools), MAX_NEW_TOKENS, FMT.stop_strings,
                                    constraint=Constraint.for_request(FMT, tools, tool_choice))
-        assert result["constrained"] and result["text"] == expected.text, (query, unconstrained)
+        assert result["constrained"], query
         parsed = FMT.parse(result["text"])
         assert parsed.ok and call_errors(parsed.calls, tools) == [], result["text"]
+        if tools is RENAMED:
+            # Off the taught distribution the model fills strings with junk (`}}}}...`) between
+            # tokens whose scores differ by rounding; onnxruntime-node and Python onnxruntime round
+            # differently on some CPUs (an AMD EPYC with AVX-512 took `{to` where Python took `}`),
+            # so only the strings may differ: the same tools, keys and non-string values
+            assert same_but_strings(parsed.calls, FMT.parse(expected.text).calls), (result["text"], expected.text)
+        else:
+            assert result["text"] == expected.text, (query, unconstrained)
         if choice != "auto":
             assert [c["name"] for c in parsed.calls] == [choice]
     if tools is RENAMED:  # the constraint had something to fix

@@ -147,6 +147,11 @@ class Trainer:
         return len(self.epoch_plan(0))  # the same every epoch: group sizes (or sorted lengths) fix the count
 
     @functools.cached_property
+    def valid_plan(self) -> list[list[int]]:
+        """The validation pass's micro-batches (the same at every pass)."""
+        return self.micro_batches(self.valid_set, 0) if self.valid_set else []
+
+    @functools.cached_property
     def length(self) -> RunLength:
         return run_length(self.steps_per_epoch, self.cfg.epochs, self.cfg.min_steps, self.cfg.max_steps,
                           self.cfg.eval_every)
@@ -225,7 +230,7 @@ class Trainer:
             return None
         self.model.eval()
         sums = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss, target tokens
-        for ids in self.dist.share(self.micro_batches(self.valid_set, 0)):
+        for ids in self.dist.share(self.valid_plan):
             with self._kernels():
                 loss, n = completion_loss(self.model, self.batch(ids, self.valid_set), self.cfg.share_prefix)
             sums += torch.tensor([float(loss), n], dtype=torch.float64, device=self.device)
@@ -318,8 +323,7 @@ class Trainer:
         first use of a shape or a validation pass does not decide), its plan would overrun."""
         recent = sorted(durations[-PACE_WINDOW:])
         step_s = self._mean(recent[len(recent) // 2])
-        valid_batches = len(self.micro_batches(self.valid_set, 0)) if self.valid_set else 0
-        eval_s = EVAL_COST * step_s * valid_batches / self.cfg.grad_accum
+        eval_s = EVAL_COST * step_s * len(self.valid_plan) / self.cfg.grad_accum
         rest = projected_s(self.state.step, self.total_steps, step_s, eval_s, self.length.eval_every)
         if self._mean(self._elapsed()) + rest > BUDGET_SHARE * 60 * self.cfg.max_minutes:
             self.state.time_bound, self.state.eval_reserve_s = True, eval_s
@@ -340,7 +344,7 @@ class Trainer:
             self.restore()
         self.state.stopped_at_budget = False  # a resumed run gets the budget it has now
         self._started, self._before_s = self.clock(), self.state.train_s
-        step_ends = [self._started]  # clock at the end of each step of this process (evals included)
+        last_end, steps_here = self._started, 0  # clock at the end of this process's latest step, and its steps
         durations: list[float] = []  # this process's step times, its first (warm-up) left out
         bar = tqdm(total=self.total_steps, initial=self.state.step, desc="train", unit="step",
                    disable=not self.progress, dynamic_ncols=True)
@@ -366,9 +370,10 @@ class Trainer:
                 bar.set_postfix(loss=f"{record['train_loss']:.4f}", lr=f"{record['lr']:.2e}")
                 if self.callback is not None:
                     self.callback(record)
-                step_ends.append(self.clock())
-                if len(step_ends) > 2:
-                    durations.append(step_ends[-1] - step_ends[-2])
+                end, steps_here = self.clock(), steps_here + 1
+                if steps_here > 1:
+                    durations.append(end - last_end)
+                last_end = end
                 if self._stopped():
                     break
         bar.close()

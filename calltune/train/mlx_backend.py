@@ -2,8 +2,9 @@
 
 Same inputs as the torch backend: models/base/ (loaded by mlx-lm), the same tokenization and
 completion mask (calltune.train.datasets), the same length-grouped batch order and the same lr
-schedule. mlx-lm's `train` runs the loop; we give it our batches and a loss that applies the LM
-head only at target positions.
+schedule. mlx-lm's `train` runs the loop; we give it our batches, a loss that applies the LM
+head only at target positions, and MlxReports, which hands its reports to the callbacks both
+backends share (callbacks.py: dvclive). The summary has the torch backend's keys (session.TrainingSummary).
 
 Output form: the adapter is converted to PEFT's layout, so the fuse stage reads one format
 whatever the backend: adapter_model.safetensors with keys
@@ -27,10 +28,11 @@ from pathlib import Path
 import numpy as np
 
 from calltune.errors import InputError
+from calltune.train.callbacks import TrainingCallback, live_callbacks
 from calltune.train.datasets import length_grouped_batches
 from calltune.train.length import RunLength, ceil_div, run_length
 from calltune.train.schedule import FLOOR
-from calltune.train.session import warn
+from calltune.train.session import data_stats, load_data, training_summary, warn, write_outputs
 
 PAD_MULTIPLE = 32  # pad widths and target counts so mx.compile sees few distinct shapes
 OPENBLAS = "/usr/lib/x86_64-linux-gnu/libopenblas.so.0"
@@ -177,27 +179,27 @@ class OutOfTime(Exception):
     """Raised from the callback after an optimizer step once train.max_minutes has passed."""
 
 
-class LiveCallback:
-    """mlx-lm training callback -> dvclive metrics and a history for the summary; stops the loop
-    (OutOfTime) after the first optimizer step past `deadline` (time.monotonic(), None = none)."""
+class MlxReports:
+    """mlx-lm's training callback: its reports, per iteration (micro-batch), turned into calltune's
+    (callbacks.py; step = the optimizer step the iteration belongs to) and handed to `callbacks`. Keeps
+    them as the summary's history (a valid loss joins the latest record of its step) and the untrained
+    model's valid loss (mlx-lm measures it first, at iteration 0); stops the loop (OutOfTime) after the
+    first optimizer step past `deadline` (time.monotonic(), None = none)."""
 
-    def __init__(self, live, grad_accum: int, deadline: float | None = None):
-        self.live, self.grad_accum, self.history = live, grad_accum, []
+    def __init__(self, callbacks: list[TrainingCallback], grad_accum: int, deadline: float | None = None):
+        self.callbacks, self.grad_accum, self.history = callbacks, grad_accum, []
         self.initial_valid_loss = None
         self.deadline = deadline
 
-    def _log(self, iteration: int, metrics: dict) -> None:
-        step = math.ceil(iteration / self.grad_accum)
-        self.history.append({"step": step, **metrics})
-        if self.live is not None:
-            self.live.step = step
-            for name, value in metrics.items():
-                self.live.log_metric(name, value)
-            self.live.sync()
+    def _step(self, iteration: int) -> int:
+        return math.ceil(iteration / self.grad_accum)
 
     def on_train_loss_report(self, info: dict) -> None:
-        self._log(info["iteration"], {"train/loss": info["train_loss"], "lr": info["learning_rate"],
-                                      "tokens_per_s": info["tokens_per_second"]})
+        record = {"step": self._step(info["iteration"]), "train_loss": info["train_loss"],
+                  "lr": info["learning_rate"], "tokens_per_s": info["tokens_per_second"]}
+        self.history.append(record)
+        for callback in self.callbacks:
+            callback.on_train_loss_report(dict(record))
         step_done = info["iteration"] % self.grad_accum == 0  # the weights were just updated
         if step_done and self.deadline is not None and time.monotonic() >= self.deadline:
             raise OutOfTime
@@ -207,8 +209,37 @@ class LiveCallback:
             return
         if info["iteration"] == 0:  # mlx-lm measures the untrained model first
             self.initial_valid_loss = info["val_loss"]
+            return
+        report = {"step": self._step(info["iteration"]), "valid_loss": info["val_loss"]}
+        if self.history and self.history[-1]["step"] == report["step"] and "valid_loss" not in self.history[-1]:
+            self.history[-1]["valid_loss"] = report["valid_loss"]
         else:
-            self._log(info["iteration"], {"valid/loss": info["val_loss"]})
+            self.history.append(dict(report))
+        for callback in self.callbacks:
+            callback.on_val_loss_report(report)
+
+    def loop_summary(self, length: RunLength, examples: int, batches: int, grad_accum: int, max_minutes: float,
+                     stopped_at_budget: bool, train_s: float) -> dict:
+        """The loop's part of the summary (session.LOOP_KEYS), as the torch Trainer writes it; `batches`:
+        micro-batches of `examples` per epoch."""
+        losses = [r["train_loss"] for r in self.history if "train_loss" in r]
+        valid = [(r["valid_loss"], r["step"]) for r in self.history if "valid_loss" in r]
+        speeds = [r["tokens_per_s"] for r in self.history if "tokens_per_s" in r]
+        steps = max(r["step"] for r in self.history) if stopped_at_budget else length.total_steps
+        per_epoch = ceil_div(batches, grad_accum)
+        return {
+            "steps": steps, "total_steps": length.total_steps, "epochs": steps / max(1, per_epoch),
+            "steps_per_epoch": per_epoch, "planned_epochs": length.epochs,
+            "extended_by_min_steps": length.extended, "eval_every": length.eval_every,
+            "packing": False, "examples_per_micro_batch": examples / max(1, batches),
+            "stopped_early": False, "stopped_at_budget": stopped_at_budget,
+            "max_minutes": max_minutes, "train_s": round(train_s, 1), "fitted_to_budget": False,
+            "best_step": min(valid)[1] if valid else None, "best_valid_loss": min(valid)[0] if valid else None,
+            "initial_valid_loss": self.initial_valid_loss,
+            "first_train_loss": losses[0], "last_train_loss": losses[-1],
+            "tokens_per_s": sum(speeds) / len(speeds) if speeds else None,
+            "kept": "last", "history": self.history,
+        }
 
 
 def mlx_dtype(requested: str):
@@ -225,9 +256,14 @@ def warn_slow_blas() -> None:
         warn(f"mlx on Linux CPU is ~12x faster with LD_PRELOAD={OPENBLAS} (package libopenblas0-pthread)")
 
 
+def epoch_batches(train_set, tp: dict, seed: int) -> int:
+    """Micro-batches in an epoch (the same count every epoch)."""
+    return len(length_grouped_batches(train_set, tp["batch_size"], seed, 0))
+
+
 def train_length(train_set, tp: dict, seed: int) -> RunLength:
     """The torch backend's run length (length.run_length) for these batches."""
-    per_epoch = ceil_div(len(length_grouped_batches(train_set, tp["batch_size"], seed, 0)), tp["grad_accum"])
+    per_epoch = ceil_div(epoch_batches(train_set, tp, seed), tp["grad_accum"])
     return run_length(per_epoch, tp["epochs"], tp.get("min_steps", 0), tp["max_steps"], tp["eval_every"])
 
 
@@ -238,21 +274,16 @@ def train_steps(train_set, tp: dict, seed: int) -> int:
 def run_mlx(params: dict, paths, progress: bool = True) -> dict:
     import mlx.core as mx
     import mlx.optimizers as optim
+    from mlx.utils import tree_flatten
     from mlx_lm.tuner.trainer import TrainingArgs, train
     from mlx_lm.utils import load_model
-    from transformers import AutoTokenizer
-
-    from calltune.formats import get_format
-    from calltune.train.session import data_stats, load_splits, open_live, write_outputs
 
     tp, seed = params["train"], params["base"]["seed"]
     check_supported(tp)
     warn_slow_blas()
     started = time.perf_counter()
     mx.random.seed(seed)
-    tokenizer = AutoTokenizer.from_pretrained(paths.base)
-    fmt = get_format(params["model"]["format"], tokenizer=tokenizer)
-    train_set, valid_set, cuts = load_splits(paths, fmt, tokenizer, tp["max_seq_len"])
+    tokenizer, fmt, train_set, valid_set, cuts = load_data(params, paths)
     model, _ = load_model(Path(paths.base))
     dtype = mlx_dtype(tp["dtype"])
     model.set_dtype(dtype)
@@ -269,28 +300,26 @@ def run_mlx(params: dict, paths, progress: bool = True) -> dict:
                         adapter_file=str(paths.checkpoints / "adapters.safetensors"), grad_accumulation_steps=accum)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     budget = tp.get("max_minutes", 0)
-    with open_live(paths.live, False) as live:
-        callback = LiveCallback(live, accum, time.monotonic() + 60 * budget if budget > 0 else None)
+    with live_callbacks(paths.live, False) as callbacks:
+        reports = MlxReports(callbacks, accum, time.monotonic() + 60 * budget if budget > 0 else None)
+        loop_started = time.perf_counter()
         try:
             train(model, optimizer, train_set, valid_set, args, loss=target_head_loss,
-                  iterate_batches=batch_iterator(seed, pad_id), training_callback=callback)
+                  iterate_batches=batch_iterator(seed, pad_id), training_callback=reports)
             stopped_at_budget = False
         except OutOfTime:
             stopped_at_budget = True
-    losses = [h["train/loss"] for h in callback.history if "train/loss" in h]
-    valid = [(h["valid/loss"], h["step"]) for h in callback.history if "valid/loss" in h]
-    summary = {
-        "backend": "mlx", "device": "gpu" if mx.metal.is_available() else "cpu", "dtype": str(dtype).split(".")[-1],
-        "method": "lora", "format": fmt.name, "seed": seed, "params": tp,
-        "data": {"train": data_stats(train_set), "valid": data_stats(valid_set)}, "cut": cuts,
-        "steps": max(h["step"] for h in callback.history) if stopped_at_budget else steps, "total_steps": steps,
-        "planned_epochs": length.epochs, "extended_by_min_steps": length.extended, "eval_every": length.eval_every,
-        "packing": False, "stopped_at_budget": stopped_at_budget, "max_minutes": budget,
-        "first_train_loss": losses[0], "last_train_loss": losses[-1],
-        "initial_valid_loss": callback.initial_valid_loss, "best_valid_loss": min(valid)[0] if valid else None, "best_step": min(valid)[1] if valid else None,
-        "kept": "last",
-        "history": callback.history, "wall_s": round(time.perf_counter() - started, 1),
-    }
+        result = reports.loop_summary(length, len(train_set), epoch_batches(train_set, tp, seed), accum, budget,
+                                      stopped_at_budget, time.perf_counter() - loop_started)
+        for callback in callbacks:
+            callback.on_train_end(result)
+    summary = training_summary(
+        backend="mlx", device="gpu" if mx.metal.is_available() else "cpu", dtype=str(dtype).split(".")[-1],
+        method="lora", format=fmt.name, seed=seed, compiled=True, params=tp, processes=1, shard_optimizer=False,
+        trainable_parameters=sum(v.size for _, v in tree_flatten(model.trainable_parameters())),
+        data={"train": data_stats(train_set), "valid": data_stats(valid_set)}, cut=cuts,
+        **result, wall_s=round(time.perf_counter() - started, 1),
+    )
     write_outputs(paths.out, lambda tmp: save_peft_adapter(model, tmp, tp["lora"], modules, paths.base.as_posix()),
                   summary)
     return summary

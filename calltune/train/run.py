@@ -6,7 +6,6 @@ models/adapter/."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import shutil
@@ -14,8 +13,8 @@ import time
 
 from calltune.errors import InputError
 from calltune.io import sha256_file
-from calltune.train.session import (
-    TrainPaths, data_stats, load_splits, open_live, summarise_best, warn, write_outputs)
+from calltune.train.callbacks import live_callbacks
+from calltune.train.session import TrainPaths, data_stats, load_data, training_summary, warn, write_outputs
 
 # train params that do not change the math (a checkpoint made with other values resumes): resume,
 # compile and max_minutes (a run stopped by its time budget resumes with a larger one), and how many
@@ -69,9 +68,7 @@ def warn_idle(dist, grad_accum: int) -> None:
 
 def _run_torch(params: dict, paths: TrainPaths, dist, progress: bool, log: bool) -> dict:
     import torch
-    from transformers import AutoTokenizer
 
-    from calltune.formats import get_format
     from calltune.train import distributed
     from calltune.train.device import resolve_device, resolve_dtype, seed_everything, use_compile
     from calltune.train.lora import load_base_model, make_trainable, save_trained
@@ -84,9 +81,7 @@ def _run_torch(params: dict, paths: TrainPaths, dist, progress: bool, log: bool)
     distributed.start(dist, device)
     dtype = resolve_dtype(tp["dtype"], device)
     seed_everything(seed)
-    tokenizer = AutoTokenizer.from_pretrained(paths.base)
-    fmt = get_format(params["model"]["format"], tokenizer=tokenizer)
-    train, valid, cuts = load_splits(paths, fmt, tokenizer, tp["max_seq_len"], quiet=not dist.is_main)
+    tokenizer, fmt, train, valid, cuts = load_data(params, paths, quiet=not dist.is_main)
     warn_idle(dist, tp["grad_accum"])
     model = load_base_model(paths.base, tp["method"], dtype, device)
     model = make_trainable(model, tp["method"], tp["lora"], tp["gradient_checkpointing"])
@@ -97,22 +92,20 @@ def _run_torch(params: dict, paths: TrainPaths, dist, progress: bool, log: bool)
         paths.checkpoints.mkdir(parents=True, exist_ok=True)
     dist.barrier()  # no process looks for a checkpoint before the main one has cleared old ones
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    writes_logs = log and dist.is_main
-    with open_live(paths.live, tp["resume"]) if writes_logs else contextlib.nullcontext() as live:
+    with live_callbacks(paths.live, tp["resume"], enabled=log and dist.is_main) as callbacks:
         trainer = Trainer(model, train, valid, TrainConfig.from_params(tp, seed), device, pad_id,
                           autocast=dtype if tp["method"] == "full" and dtype != torch.float32 else None,
                           checkpoint_dir=paths.checkpoints, fingerprint=fingerprint(params, paths),
-                          live=live, progress=progress, dist=dist)
+                          callbacks=callbacks, progress=progress, dist=dist)
         result = trainer.fit()
-        summarise_best(live, result)
-    summary = {
-        "backend": "torch", "device": device.type, "dtype": str(dtype).removeprefix("torch."),
-        "method": tp["method"], "format": fmt.name, "seed": seed, "compiled": compiled, "params": tp,
-        "processes": dist.world_size, "shard_optimizer": trainer.cfg.shard_optimizer and dist.enabled,
-        "trainable_parameters": sum(p.numel() for p in trainer.params),
-        "data": {"train": data_stats(train), "valid": data_stats(valid)}, "cut": cuts,
-        **result, "wall_s": round(time.perf_counter() - started, 1),
-    }
+    summary = training_summary(
+        backend="torch", device=device.type, dtype=str(dtype).removeprefix("torch."),
+        method=tp["method"], format=fmt.name, seed=seed, compiled=compiled, params=tp,
+        processes=dist.world_size, shard_optimizer=trainer.cfg.shard_optimizer and dist.enabled,
+        trainable_parameters=sum(p.numel() for p in trainer.params),
+        data={"train": data_stats(train), "valid": data_stats(valid)}, cut=cuts,
+        **result, wall_s=round(time.perf_counter() - started, 1),
+    )
     if dist.is_main:
         write_outputs(paths.out, lambda tmp: save_trained(model, tmp, tp["method"]), summary)
     dist.barrier()  # every process returns once the outputs are in place

@@ -1,5 +1,6 @@
 """The training loop: AdamW, warmup + cosine, grad accumulation and clipping, eval, early stopping
-with keep-best, a wall-clock budget, dvclive logging, a progress bar, checkpoints and exact resume.
+with keep-best, a wall-clock budget, reports to callbacks (callbacks.py: dvclive), a progress bar,
+checkpoints and exact resume.
 
 Batches: prompt-grouped and padded (datasets.length_grouped_batches), or packed across groups into
 one row each (packing.py) when train.packing says so. Run length: length.run_length (epochs
@@ -12,7 +13,7 @@ steps of new shapes are slow), so the clock, not a one-off step count, decides.
 
 Data parallel (distributed.py): the plan is the same for any number of processes; each process runs
 its share of every step's micro-batches, one all-reduce sums gradients and loss, every process takes
-the same step; the main process alone writes checkpoints and logs. Dropout draws from a generator
+the same step; the main process alone writes checkpoints and reports. Dropout draws from a generator
 seeded per (step, micro-batch), so it does not depend on which process runs a micro-batch."""
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ import functools
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from tqdm import tqdm
 
 from calltune.train import checkpoint as ckpt
+from calltune.train.callbacks import TrainingCallback
 from calltune.train.datasets import TokenizedExample, collate, length_grouped_batches
 from calltune.train.device import attention_kernels
 from calltune.train.distributed import SINGLE, Dist, sharded_adamw
@@ -113,15 +116,18 @@ def chunks(items: list, size: int) -> list[list]:
 
 class Trainer:
     """Trains `model` in place. `autocast` is the matmul dtype for fp32 master weights (full
-    fine-tuning); adapters train on a base already held in the compute dtype."""
+    fine-tuning); adapters train on a base already held in the compute dtype. `callbacks` get the
+    step's reports (callbacks.TrainingCallback); `callback(record)`, a plain hook, runs last in every
+    step, after its checkpoint (tests crash a run or advance a fake clock there)."""
 
     def __init__(self, model, train_set: list[TokenizedExample], valid_set: list[TokenizedExample], cfg: TrainConfig,
                  device: torch.device, pad_id: int, *, autocast: torch.dtype | None = None,
-                 checkpoint_dir: Path | None = None, fingerprint: str = "", live=None,
-                 progress: bool = True, callback=None, dist: Dist = SINGLE):
+                 checkpoint_dir: Path | None = None, fingerprint: str = "",
+                 callbacks: Sequence[TrainingCallback] = (), progress: bool = True, callback=None,
+                 dist: Dist = SINGLE):
         self.model, self.train_set, self.valid_set, self.cfg = model, train_set, valid_set, cfg
         self.device, self.pad_id, self.autocast = device, pad_id, autocast
-        self.checkpoint_dir, self.fingerprint, self.live = checkpoint_dir, fingerprint, live
+        self.checkpoint_dir, self.fingerprint, self.callbacks = checkpoint_dir, fingerprint, list(callbacks)
         self.progress, self.callback, self.dist = progress and dist.is_main, callback, dist
         self.params = [p for p in model.parameters() if p.requires_grad]
         dist.broadcast_from_main(self.params)  # every process starts from the main one's weights
@@ -247,16 +253,13 @@ class Trainer:
             s.bad_evals += 1
             s.stopped_early = 0 < self.cfg.patience <= s.bad_evals
 
-    def _log(self, record: dict) -> None:
-        if self.live is None:
-            return
-        self.live.step = record["step"]
-        names = {"train_loss": "train/loss", "valid_loss": "valid/loss", "lr": "lr",
-                 "tokens_per_s": "tokens_per_s", "grad_norm": "grad_norm"}
-        for key, name in names.items():
-            if key in record:
-                self.live.log_metric(name, record[key])
-        self.live.sync()
+    def _report(self, record: dict) -> None:
+        """The step's train report, then its validation report if it was evaluated."""
+        train = {key: value for key, value in record.items() if key != "valid_loss"}
+        for callback in self.callbacks:
+            callback.on_train_loss_report(train)
+            if "valid_loss" in record:
+                callback.on_val_loss_report({"step": record["step"], "valid_loss": record["valid_loss"]})
 
     def _save(self) -> None:
         """The main process writes; a sharded optimizer first gathers its state there (collective)."""
@@ -363,7 +366,7 @@ class Trainer:
                     self._note_eval(valid)
                 self.state.stopped_at_budget = out_of_time
                 self.state.history.append(record)
-                self._log(record)
+                self._report(record)
                 if self.checkpoint_dir is not None and (self.state.step % self.cfg.save_every == 0 or out_of_time):
                     self._save()  # a run stopped by the budget resumes from here (raise max_minutes)
                 bar.update(1)
@@ -380,9 +383,13 @@ class Trainer:
         self.state.train_s = self._elapsed()
         if self.best is not None:
             load_trainable_state(self.model, self.best)
-        return self.summary()
+        result = self.summary()
+        for callback in self.callbacks:
+            callback.on_train_end(result)
+        return result
 
     def summary(self) -> dict:
+        """The loop's part of training_summary.json (session.LOOP_KEYS, in TrainingSummary's order)."""
         s, hist = self.state, self.state.history
         speeds = [r["tokens_per_s"] for r in hist]
         n_batches = len(self.micro_batches(self.train_set, 0))
@@ -395,6 +402,7 @@ class Trainer:
             "max_minutes": self.cfg.max_minutes, "train_s": round(s.train_s, 1),
             "fitted_to_budget": s.time_bound,
             "best_step": s.best_step, "best_valid_loss": s.best_loss,
+            "initial_valid_loss": None,  # the untrained model is not scored
             "first_train_loss": hist[0]["train_loss"] if hist else None,
             "last_train_loss": hist[-1]["train_loss"] if hist else None,
             "tokens_per_s": sum(speeds) / len(speeds) if speeds else None,

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from calltune.data.records import read_records  # noqa: E402
 from calltune.data.tools import load_tools  # noqa: E402
-from calltune.formats.functiongemma_syntax import format_call  # noqa: E402
+from calltune.formats.functiongemma.syntax import format_call  # noqa: E402
 from calltune.web_grammar import web_grammar  # noqa: E402
 
 ANSWERS = ["I can't check that with the tools I have.", "Sure! Paris is the capital of France."]

@@ -1,5 +1,5 @@
 // FunctionGemma calls out of generated text, in the browser and in Node.
-// The grammar of calltune/formats/functiongemma_parser.py:
+// The grammar of calltune/formats/functiongemma/parser.py:
 //   call   := "<start_function_call>" "call:" NAME object "<end_function_call>"
 //   object := "{" [key ":" value ("," key ":" value)*] "}"
 //   list   := "[" [value ("," value)*] "]"

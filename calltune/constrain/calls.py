@@ -19,7 +19,7 @@ from calltune.constrain.grammar import Grammar, Lit, Repeat, Text, Token, alt, s
 from calltune.constrain.schema import FunctionGemmaValues, SchemaRules
 from calltune.errors import InputError
 from calltune.formats.functiongemma import FUNCTION_TOKENS
-from calltune.formats.functiongemma_syntax import ESCAPE
+from calltune.formats.functiongemma.syntax import ESCAPE
 from calltune.formats.messages import tool_function
 
 TOOL_CHOICES = ("auto", "none", "required")

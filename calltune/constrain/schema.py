@@ -16,7 +16,7 @@ import json
 from calltune.constrain.grammar import (CharRun, Grammar, JsonChars, Lit, Number, Pattern, Ref, Repeat, Text, Token,
                                         alt, optional, seq)
 from calltune.constrain.pattern import integer_range, pattern_node
-from calltune.formats.functiongemma_syntax import ESCAPE, format_value, sorted_items
+from calltune.formats.functiongemma.syntax import ESCAPE, format_value, sorted_items
 
 MAX_ITEMS_SPELLED = 8  # minItems/maxItems up to this are spelled out; beyond, only the minimum is
 SCALAR_TYPES = ("string", "number", "integer", "boolean", "null")

@@ -8,7 +8,7 @@ from constrain_helpers import TOOLS, gbnf_accepts, lark_accepts
 from calltune.constrain.calls import call_grammar, chosen_tools
 from calltune.errors import InputError
 from calltune.formats import get_format
-from calltune.formats.functiongemma_syntax import format_call
+from calltune.formats.functiongemma.syntax import format_call
 
 FG = get_format("functiongemma")
 RESPONSE = "<start_function_response>"

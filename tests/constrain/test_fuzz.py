@@ -16,7 +16,7 @@ from calltune.constrain import Constraint
 from calltune.constrain.calls import call_grammar
 from calltune.engines.libllama import GrammarSampler
 from calltune.formats import get_format
-from calltune.formats.functiongemma_syntax import format_call
+from calltune.formats.functiongemma.syntax import format_call
 
 NAMES = st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True)
 TEXT = st.text(st.characters(codec="utf-8", exclude_characters="<", exclude_categories=("Cs", "Cc")), max_size=6)

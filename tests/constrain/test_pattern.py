@@ -14,7 +14,7 @@ from calltune.constrain.calls import call_grammar
 from calltune.constrain.grammar import CharClass, Lit, Repeat
 from calltune.constrain.pattern import integer_range, pattern_node
 from calltune.formats import get_format
-from calltune.formats.functiongemma_syntax import format_call
+from calltune.formats.functiongemma.syntax import format_call
 
 FG = get_format("functiongemma")
 PATTERNS = {

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from calltune.evaluate import bfcl
 from calltune.engines.torch_engine import generate_in_batches
 from calltune.formats import get_format
-from calltune.formats.functiongemma_syntax import format_call
+from calltune.formats.functiongemma.syntax import format_call
 
 FMT = get_format("functiongemma")
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 
 from calltune.formats.base import ParseResult
-from calltune.formats.functiongemma_syntax import ESCAPE
+from calltune.formats.functiongemma.syntax import ESCAPE
 
 START_CALL = "<start_function_call>"
 END_CALL = "<end_function_call>"

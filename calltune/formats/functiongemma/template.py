@@ -1,6 +1,6 @@
 """The Jinja chat template shipped with FunctionGemma-format models (tokenizer_config.json).
 
-It writes the same text as functiongemma_render.py. It sticks to the Jinja subset that
+It writes the same text as render.py. It sticks to the Jinja subset that
 transformers, Transformers.js and llama.cpp's minja all run: macros, namespace, dictsort, trim,
 upper, default, and the none/boolean/string/mapping/iterable/defined tests; all output goes
 through `{{- ... -}}` so template whitespace never leaks into the text.

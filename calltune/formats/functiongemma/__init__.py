@@ -1,11 +1,17 @@
-"""The FunctionGemma chat format: Python renderer, Jinja template and call parser behind one object."""
+"""The FunctionGemma chat format: Python renderer, Jinja template and call parser behind one object.
+
+    syntax.py    values, calls and declarations in FunctionGemma's `{key:value}` / <escape> syntax
+    render.py    the Python renderer: a walk over the messages in pieces marked by who wrote them
+    template.py  the Jinja chat template that writes the same text (models ship it)
+    parser.py    model output -> calls (recursive descent; never raises on model output)
+"""
 
 from __future__ import annotations
 
 from calltune.formats.base import ChatFormat, ParseResult, merge_runs
-from calltune.formats.functiongemma_parser import parse_functiongemma
-from calltune.formats.functiongemma_render import DEFAULT_DEVELOPER_PROMPT, render_pieces
-from calltune.formats.functiongemma_template import CHAT_TEMPLATE
+from calltune.formats.functiongemma.parser import parse_functiongemma
+from calltune.formats.functiongemma.render import DEFAULT_DEVELOPER_PROMPT, render_pieces
+from calltune.formats.functiongemma.template import CHAT_TEMPLATE
 from calltune.formats.messages import last_user_index
 
 __all__ = ["CHAT_TEMPLATE", "DEFAULT_DEVELOPER_PROMPT", "FUNCTION_TOKENS", "FunctionGemmaFormat"]

@@ -1,6 +1,6 @@
 """FunctionGemma's value and declaration syntax: `{key:value}` with strings between <escape> tokens.
 
-The Jinja template in functiongemma_template.py writes exactly the same text; keep them in step
+The Jinja template in template.py writes exactly the same text; keep them in step
 (tests compare the two on golden and random inputs).
 """
 

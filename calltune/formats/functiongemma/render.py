@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from calltune.errors import InputError
-from calltune.formats.functiongemma_syntax import format_call, format_declaration, format_response
+from calltune.formats.functiongemma.syntax import format_call, format_declaration, format_response
 from calltune.formats.messages import (ASSISTANT_ROLES, SYSTEM_ROLES, call_function, role_of,
                                        tool_results)
 

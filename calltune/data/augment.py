@@ -69,7 +69,7 @@ BANK_WORDS = {
 # ---- where a value sits ----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class Ref:
+class ArgumentRef:
     """One place of a value in the calls: calls[call].arguments[key][index], whole or a span of it."""
     call: int
     key: str
@@ -85,7 +85,7 @@ class Slot:
     tool: str
     param: str
     schema: dict  # the parameter's (or list item's) schema
-    refs: list[Ref] = field(default_factory=list)
+    refs: list[ArgumentRef] = field(default_factory=list)
     mentions: list[tuple[int, int, tuple]] = field(default_factory=list)  # (start, end, style) in the query
     before: str = ""  # the word before its first mention (text slots; see observed_values)
 
@@ -204,13 +204,13 @@ def _atoms(call_index: int, call: dict, tools: list[dict], query: str) -> list[S
         if isinstance(value, list):
             item_schema = param.get("items", {}) if isinstance(param.get("items"), dict) else {}
             for index, item in enumerate(value):
-                atoms += _value_atoms(Ref(call_index, key, index), item, call["name"], key, item_schema, query)
+                atoms += _value_atoms(ArgumentRef(call_index, key, index), item, call["name"], key, item_schema, query)
         else:
-            atoms += _value_atoms(Ref(call_index, key), value, call["name"], key, param, query)
+            atoms += _value_atoms(ArgumentRef(call_index, key), value, call["name"], key, param, query)
     return atoms
 
 
-def _value_atoms(ref: Ref, value, tool: str, key: str, schema: dict, query: str) -> list[Slot]:
+def _value_atoms(ref: ArgumentRef, value, tool: str, key: str, schema: dict, query: str) -> list[Slot]:
     def atom(kind, atom_value, atom_ref, mentions):
         return Slot(kind, atom_value, tool, key, schema, [atom_ref], mentions)
 
@@ -223,7 +223,8 @@ def _value_atoms(ref: Ref, value, tool: str, key: str, schema: dict, query: str)
         return []
     whole = _typed_whole(value)
     if whole is not None:
-        return [atom(kind, part, Ref(ref.call, ref.key, ref.index, span, style), _typed_mentions(query, kind, part))
+        return [atom(kind, part, ArgumentRef(ref.call, ref.key, ref.index, span, style),
+                     _typed_mentions(query, kind, part))
                 for kind, part, span, style in whole]
     if _currency(value) is not None:
         return [atom("currency", value, ref, _currency_mentions(query, value))]
@@ -235,7 +236,7 @@ def _value_atoms(ref: Ref, value, tool: str, key: str, schema: dict, query: str)
         if (m.kind == "number" and m.style[0] != "digits") or m.value is None:
             continue
         mentions = _number_mentions(query, m.value) if m.kind == "number" else _typed_mentions(query, m.kind, m.value)
-        parts.append(atom(m.kind, m.value, Ref(ref.call, ref.key, ref.index, m.span, m.style), mentions))
+        parts.append(atom(m.kind, m.value, ArgumentRef(ref.call, ref.key, ref.index, m.span, m.style), mentions))
     return parts
 
 
@@ -345,7 +346,7 @@ def _linked(slot: Slot, example: Example) -> bool:
     return any(re.search(r"(?<!\w)" + re.escape(n) + r"(?!\w)", text, re.IGNORECASE) for n in needles)
 
 
-def _outside_refs(item, refs: list[Ref]) -> str:
+def _outside_refs(item, refs: list[ArgumentRef]) -> str:
     """The parts of a string argument that these refs do not cover (none of a whole value)."""
     if not isinstance(item, str) or any(r.span is None for r in refs):
         return ""
@@ -518,7 +519,7 @@ def refill(example: Example, slots: list[Slot], observed: dict, rng: random.Rand
             else:
                 part_edits[(ref.call, ref.key, ref.index)].append((ref.span, _render(slot.kind, new_value, ref.style)))
     for (call, key, index), parts in part_edits.items():
-        ref = Ref(call, key, index)
+        ref = ArgumentRef(call, key, index)
         text = _get(calls[call]["arguments"], ref)
         for (start, end), new in sorted(parts, reverse=True):
             text = text[:start] + new + text[end:]
@@ -617,12 +618,12 @@ def _argument_value(slot: Slot, value):
     return int(value) if value == value.to_integral_value() else float(value)
 
 
-def _get(arguments: dict, ref: Ref):
+def _get(arguments: dict, ref: ArgumentRef):
     value = arguments[ref.key]
     return value[ref.index] if ref.index is not None else value
 
 
-def _set(arguments: dict, ref: Ref, value) -> None:
+def _set(arguments: dict, ref: ArgumentRef, value) -> None:
     if ref.index is None:
         arguments[ref.key] = value
     else:

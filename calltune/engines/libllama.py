@@ -80,7 +80,7 @@ class QuantizeParams(ctypes.Structure):  # struct llama_model_quantize_params, 6
                 ("prune_layers", c_void_p), ("max_buf_size", c_size_t)]
 
 
-class Batch(ctypes.Structure):  # struct llama_batch: per-token arrays of one llama_decode call
+class LlamaBatch(ctypes.Structure):  # struct llama_batch: per-token arrays of one llama_decode call
     _fields_ = [("n_tokens", c_int32), ("token", POINTER(c_int32)), ("embd", POINTER(c_float)),
                 ("pos", POINTER(c_int32)), ("n_seq_id", POINTER(c_int32)),
                 ("seq_id", POINTER(POINTER(c_int32))), ("logits", POINTER(ctypes.c_int8))]
@@ -119,9 +119,9 @@ FUNCTIONS = {  # name: (result, arguments), as declared in llama.h / ggml-backen
     "llama_get_memory": (c_void_p, [c_void_p]),
     "llama_memory_clear": (None, [c_void_p, c_bool]),
     "llama_memory_seq_rm": (c_bool, [c_void_p, c_int32, c_int32, c_int32]),
-    "llama_batch_init": (Batch, [c_int32, c_int32, c_int32]),
-    "llama_batch_free": (None, [Batch]),
-    "llama_decode": (c_int32, [c_void_p, Batch]),
+    "llama_batch_init": (LlamaBatch, [c_int32, c_int32, c_int32]),
+    "llama_batch_free": (None, [LlamaBatch]),
+    "llama_decode": (c_int32, [c_void_p, LlamaBatch]),
     "llama_get_logits_ith": (POINTER(c_float), [c_void_p, c_int32]),
     "llama_model_quantize": (c_uint32, [c_char_p, c_char_p, POINTER(QuantizeParams)]),
     "llama_sampler_init_grammar": (c_void_p, [c_void_p, c_char_p, c_char_p]),

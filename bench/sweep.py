@@ -6,7 +6,9 @@ on the valid and test splits; prints one table. Runs wherever torch does (a GPU 
                    {"name": "more-data", "data": "path/to/train.jsonl"}]
 
 "train" overrides params.yaml's train block, "seed" its base.seed; "name": "base" evaluates the base model
-untouched. bench/configs/starter_budget.json: the run lengths a CPU's time budget allows.
+untouched. bench/configs/starter_budget.json: the run lengths a CPU's time budget allows (2 cores of an
+AMD EPYC: 54 steps at batch 16 in the 15-minute budget, ~73 at batch 8), two seeds where it matters.
+Generation budget: params' evaluate.max_new_tokens.
 Choose on the valid columns; test is reported, never chosen on. Decoding is free (unconstrained);
 `--eval-batch N` generates N prompts at a time (the same greedy outputs, runner.evaluate_batched).
 The numbers behind the train defaults (closing notes, 2026-11-21) came from this on an H100.
@@ -37,12 +39,12 @@ def merge(a, b):
     return out
 
 
-def evaluate(model_dir, fmt, rows, device, eval_batch):
+def evaluate(model_dir, fmt, rows, device, eval_batch, max_new_tokens):
     engine = TorchEngine(model_dir, device=device)
     if eval_batch > 1:
-        preds = evaluate_batched(engine, fmt, rows, max_new_tokens=96, batch_size=eval_batch)
+        preds = evaluate_batched(engine, fmt, rows, max_new_tokens=max_new_tokens, batch_size=eval_batch)
     else:
-        preds = evaluate_target(engine, fmt, rows, max_new_tokens=96, warmup=False)
+        preds = evaluate_target(engine, fmt, rows, max_new_tokens=max_new_tokens, warmup=False)
     del engine
     return preds
 
@@ -77,7 +79,7 @@ def main(base, out, configs, splits="data/splits", eval_batch=0, params_file="pa
                "best_step": summary.get("best_step"), "best_valid_loss": summary.get("best_valid_loss"),
                "last_train_loss": summary.get("last_train_loss")}
         for split, data in rows.items():
-            preds = evaluate(model_dir, fmt, data, device.type, eval_batch)
+            preds = evaluate(model_dir, fmt, data, device.type, eval_batch, params["evaluate"]["max_new_tokens"])
             m = aggregate(preds)
             row[split] = {k: m[k] for k in ("exact_match", "ast_accuracy", "tool_name_accuracy",
                                              "irrelevance_accuracy", "parse_valid_rate")}

@@ -257,7 +257,15 @@ def calltune_step(trainer, chunk: list[list[int]], examples: list[TokenizedExamp
 
 
 def run_calltune(args, examples, dtype, device, share_prefix: bool, compiled: bool = False,
-                 packing: bool = False) -> dict:
+                 packing: bool = False, dense_attention: bool = False) -> dict:
+    if dense_attention:  # the row before calltune.train.prefix_attention: one SDPA call with the dense mask
+        from calltune.train import loss
+        split, loss.splits_attention = loss.splits_attention, lambda body, packed: False
+        try:
+            row = run_calltune(args, examples, dtype, device, share_prefix, compiled, packing)
+        finally:
+            loss.splits_attention = split
+        return row | {"name": row["name"] + " (dense masked attention)"}
     model = build_model(args)
     if compiled:
         compile_layers(model)
@@ -367,6 +375,9 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-no-share", action="store_true", help="leave out the no-prefix-sharing row")
     p.add_argument("--compile", action="store_true", help="add a row with torch.compile'd decoder layers")
+    p.add_argument("--dense-attention", action="store_true",
+                   help="add a calltune row whose shared-head rows take one SDPA call with the dense mask "
+                        "(what calltune.train.prefix_attention replaces on CPU)")
     p.add_argument("--json", type=Path, help="write the results here too")
     p.add_argument("--dump-examples", nargs=3, metavar=("SPLIT", "BASE", "OUT"), type=Path)
     return p.parse_args(argv)
@@ -421,6 +432,8 @@ def main(argv=None) -> None:
         runs.append((run_calltune, (True, False, "padded")))
     if args.compile:
         runs.append((run_calltune, (True, True, packing)))
+    if args.dense_attention:
+        runs.append((run_calltune, (True, False, False, True)))
     repeats = [[row for fn, extra in runs if (row := guarded(fn, args, examples, dtype, device, *extra))]
                for _ in range(args.repeats)]  # interleaved, so drift in clocks or load hits every trainer
     rows = median_rows([row for rep in repeats for row in rep])

@@ -12,12 +12,13 @@ from calltune.export.gguf import export_gguf, quantize_gguf
 def export_models(params: dict, fused, onnx_out, gguf_out, examples, say=print) -> dict:
     """models/fused -> ONNX (export.onnx; checked against PyTorch on `examples`) and GGUF files
     (export.gguf). Returns {"onnx": ..., "gguf": ...} for what params ask for."""
-    report = {}
-    if params["export"]["onnx"]:
-        report["onnx"] = export_onnx_checked(params, fused, onnx_out, examples, say)
-    if params["export"]["gguf"]:
-        report["gguf"] = export_gguf(Path(fused), Path(gguf_out), params["export"]["gguf"])
-    return report
+    return _what_is_asked(params["export"], lambda: export_onnx_checked(params, fused, onnx_out, examples, say),
+                          lambda: export_gguf(Path(fused), Path(gguf_out), params["export"]["gguf"]))
+
+
+def _what_is_asked(block: dict, onnx, gguf) -> dict:
+    """{"onnx": onnx(), "gguf": gguf()} for the formats the params block turns on."""
+    return {name: make() for name, make in (("onnx", onnx), ("gguf", gguf)) if block[name]}
 
 
 def export_onnx_checked(params: dict, fused, out, examples, say=print) -> dict:
@@ -37,12 +38,8 @@ def export_onnx_checked(params: dict, fused, out, examples, say=print) -> dict:
 def quantize_models(params: dict, onnx_dir, out, gguf_dir, gguf_out, examples, say=print) -> dict:
     """models/onnx -> ONNX variants (quantize.onnx; each checked against fp32 on `examples`) and
     models/gguf -> quantized GGUF files (quantize.gguf). Returns {"onnx": ..., "gguf": ...}."""
-    report = {}
-    if params["quantize"]["onnx"]:
-        report["onnx"] = quantize_onnx_checked(params, onnx_dir, out, examples, say)
-    if params["quantize"]["gguf"]:
-        report["gguf"] = quantize_gguf(Path(gguf_dir), Path(gguf_out), params["quantize"]["gguf"])
-    return report
+    return _what_is_asked(params["quantize"], lambda: quantize_onnx_checked(params, onnx_dir, out, examples, say),
+                          lambda: quantize_gguf(Path(gguf_dir), Path(gguf_out), params["quantize"]["gguf"]))
 
 
 def quantize_onnx_checked(params: dict, onnx_dir, out, examples, say=print) -> dict:

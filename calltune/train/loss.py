@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from calltune.train import prefix_attention
 from calltune.train.datasets import Batch
 
 MIN_SHARED_PREFIX = 32  # shorter common heads are not worth a second forward call
@@ -121,9 +122,27 @@ def can_pack(body) -> bool:
 
 def packed_hidden(body, packed: Packed) -> torch.Tensor:
     """Hidden states [1, L, H] of a packed row, each segment attending as attention_masks says."""
+    if splits_attention(body, packed):
+        layout = prefix_attention.layouts(packed.segments, packed.positions[0], body.config.sliding_window)
+        with prefix_attention.prefix_attention_for(body.config):
+            return body(input_ids=packed.input_ids, attention_mask=layout, position_ids=packed.positions,
+                        use_cache=False).last_hidden_state
     masks = attention_masks(packed, body.config, body.get_input_embeddings().weight.dtype)
     return body(input_ids=packed.input_ids, attention_mask=masks, position_ids=packed.positions,
                 use_cache=False).last_hidden_state
+
+
+def splits_attention(body, packed: Packed) -> bool:
+    """Whether a shared-head row takes calltune.train.prefix_attention: on CPU, where SDPA's dense
+    masked kernel is the cost (CUDA keeps it), for models that take per-layer-type masks (Gemma 3),
+    without attention soft-capping or dropout, and not under gradient checkpointing (its recompute
+    runs outside the forward call that switches the attention function)."""
+    config = body.config
+    return (packed.input_ids.device.type == "cpu" and config._attn_implementation == "sdpa"
+            and bool(packed.segments[0] == -1)
+            and "sliding_attention" in (getattr(config, "layer_types", None) or [])
+            and not getattr(config, "attn_logit_softcapping", None) and not getattr(config, "attention_dropout", 0)
+            and not getattr(body, "gradient_checkpointing", False))
 
 
 def body_hidden(body, batch: Batch | Packed, prefix: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -3,6 +3,7 @@
 Modules, one idea each (after mlx-lm's tuner/):
     datasets.py     canonical examples -> token ids + completion mask; cut report; length-grouped batches
     loss.py         completion-only loss: LM head at target rows only; shared prompt head packed once
+    prefix_attention.py  that packed row's attention on CPU: the head, then the tails as a batch
     lora.py         load the base and make it trainable (PEFT LoRA/DoRA/QLoRA, or full); save
     schedule.py     warmup + cosine learning rate as a pure function of the step
     checkpoint.py   safetensors + JSON checkpoints for exact resume

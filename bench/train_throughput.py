@@ -256,16 +256,25 @@ def calltune_step(trainer, chunk: list[list[int]], examples: list[TokenizedExamp
     return sum(len(examples[i]) for micro_batch in chunk for i in micro_batch)
 
 
+# Rows with one of calltune's parts switched off: (name suffix, calltune.train.loss attribute, stand-in).
+WITHOUT = {
+    "dense_attention": (" (dense masked attention)", "splits_attention", lambda body, packed: False),
+    "plain_ce": (" (plain head + cross entropy)", "fusable_head", lambda head: False),
+}
+
+
 def run_calltune(args, examples, dtype, device, share_prefix: bool, compiled: bool = False,
-                 packing: bool = False, dense_attention: bool = False) -> dict:
-    if dense_attention:  # the row before calltune.train.prefix_attention: one SDPA call with the dense mask
+                 packing: bool = False, without: str | None = None) -> dict:
+    if without:  # the row before calltune.train.prefix_attention / linear_ce
         from calltune.train import loss
-        split, loss.splits_attention = loss.splits_attention, lambda body, packed: False
+        suffix, attr, stand_in = WITHOUT[without]
+        kept = getattr(loss, attr)
+        setattr(loss, attr, stand_in)
         try:
             row = run_calltune(args, examples, dtype, device, share_prefix, compiled, packing)
         finally:
-            loss.splits_attention = split
-        return row | {"name": row["name"] + " (dense masked attention)"}
+            setattr(loss, attr, kept)
+        return row | {"name": row["name"] + suffix}
     model = build_model(args)
     if compiled:
         compile_layers(model)
@@ -375,6 +384,8 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-no-share", action="store_true", help="leave out the no-prefix-sharing row")
     p.add_argument("--compile", action="store_true", help="add a row with torch.compile'd decoder layers")
+    p.add_argument("--plain-ce", action="store_true",
+                   help="add a calltune row with the LM head and cross entropy unfused (before calltune.train.linear_ce)")
     p.add_argument("--dense-attention", action="store_true",
                    help="add a calltune row whose shared-head rows take one SDPA call with the dense mask "
                         "(what calltune.train.prefix_attention replaces on CPU)")
@@ -432,8 +443,9 @@ def main(argv=None) -> None:
         runs.append((run_calltune, (True, False, "padded")))
     if args.compile:
         runs.append((run_calltune, (True, True, packing)))
-    if args.dense_attention:
-        runs.append((run_calltune, (True, False, False, True)))
+    for without in WITHOUT:
+        if getattr(args, without):
+            runs.append((run_calltune, (True, False, False, without)))
     repeats = [[row for fn, extra in runs if (row := guarded(fn, args, examples, dtype, device, *extra))]
                for _ in range(args.repeats)]  # interleaved, so drift in clocks or load hits every trainer
     rows = median_rows([row for rep in repeats for row in rep])

@@ -2,7 +2,8 @@
 
 Gemma's 262k-token head is ~63% of the 270M model: logits over prompt tokens are wasted work and
 memory. We run the decoder body to hidden states, keep the rows whose next token is a target,
-and apply the head (and the final logit soft-cap, if the config has one) to those rows only.
+and apply the head (and the final logit soft-cap, if the config has one) to those rows only, fused
+with the cross entropy a chunk of rows at a time (calltune.train.linear_ce).
 
 Tool-calling prompts also repeat one long head (the tool declarations) in every example. When a
 batch shares a prefix, we pack it as one row: the head once, then every example's tail, with
@@ -22,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from calltune.train import prefix_attention
+from calltune.train.linear_ce import fusable_head, linear_cross_entropy
 from calltune.train.datasets import Batch
 
 MIN_SHARED_PREFIX = 32  # shorter common heads are not worth a second forward call
@@ -174,9 +176,10 @@ def completion_loss(model, batch: Batch | Packed, share_prefix: bool = True) -> 
     prefix = shared_prefix_len(batch) if not packed and share_prefix and can_pack(parts.body) else 0
     hidden, ids, targets = body_hidden(parts.body, batch, prefix)
     predicts_target = targets[:, 1:]  # a segment's first token is never a target, so none is predicted across segments
-    logits = target_logits(parts, hidden[:, :-1][predicts_target])
-    labels = ids[:, 1:][predicts_target]
-    return F.cross_entropy(logits, labels, reduction="sum"), int(labels.numel())
+    rows, labels = hidden[:, :-1][predicts_target], ids[:, 1:][predicts_target]
+    if fusable_head(parts.head):
+        return linear_cross_entropy(rows, parts.head.weight, labels, parts.softcap), int(labels.numel())
+    return F.cross_entropy(target_logits(parts, rows), labels, reduction="sum"), int(labels.numel())
 
 
 def full_logits_loss(model, batch: Batch) -> tuple[torch.Tensor, int]:

@@ -4,7 +4,7 @@ the same library calls as foundation/dvc.yaml's stages, driven from one script.
     python bench/foundation_gpu.py base --gguf gemma.gguf             # foundation/models/base
     python bench/foundation_gpu.py corpus                              # foundation/data/{train,valid}.jsonl
     python bench/foundation_gpu.py sweep --config r64-lr5e-4:rank=64,lr=5e-4 --config ...
-    python bench/foundation_gpu.py final                               # best sweep run -> foundation/adapter,
+    python bench/foundation_gpu.py final                               # best sweep run -> foundation/adapter (ship it: copy to calltune/foundation/weights),
                                                                        #   fused model, BFCL scores
 
 `sweep` trains each config with calltune's trainer (params from foundation/params.yaml, the

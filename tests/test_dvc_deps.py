@@ -117,6 +117,23 @@ def test_every_stage_runs_a_script():
     assert len(script_stages()) == sum(len(stages(p)) for p in PIPELINES)
 
 
+def nested_dvc_projects() -> list[Path]:
+    """Folders below the root that are DVC projects of their own (`dvc init --subdir`): DVC hides
+    their files from the enclosing project, so a dep in one of them hashes as an empty folder."""
+    return sorted(p.parent.relative_to(ROOT) for p in ROOT.glob("*/**/.dvc") if p.is_dir()
+                  and not any(part in (".venv", "node_modules", ".git") for part in p.parts))
+
+
+def test_no_main_pipeline_dep_lies_in_a_nested_dvc_project():
+    # the shipped foundation adapter once lived in foundation/ (a nested project): the base stage's
+    # dep on it hashed as an empty folder, and a new adapter did not rerun anything
+    nested = nested_dvc_projects()
+    assert Path("foundation") in nested  # the rule below is not vacuous
+    hidden = [f"{name}: {dep}" for name, stage in stages().items() for dep in stage.get("deps", [])
+              if any(Path(dep) == n or n in Path(dep).parents for n in nested)]
+    assert not hidden, f"DVC cannot see these deps (inside a nested DVC project): {hidden}"
+
+
 @pytest.mark.parametrize("stage,entries,deps", script_stages(), ids=[s[0] for s in script_stages()])
 def test_stage_deps_cover_the_import_closure(stage, entries, deps):
     missing = set()

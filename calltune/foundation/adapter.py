@@ -2,8 +2,10 @@
 the base by the base stage (`model.foundation: calltune`), so every later stage starts from a
 model that already calls tools and the user's training only specialises it.
 
-The adapter lives in the repository (foundation/adapter/, written by foundation/dvc.yaml's train
-stage; its model card is foundation/README.md). It fits exactly one set of base weights: the
+The shipped adapter lives in the package (calltune/foundation/weights/): foundation/dvc.yaml's train
+stage writes foundation/adapter/, and shipping a run is copying that folder here (its model card is
+foundation/README.md). It must live outside foundation/, a DVC project of its own whose files the
+main pipeline cannot see, so that the base stage's dependency on it is real. It fits exactly one set of base weights: the
 merge checks the base's sha256 against the one the adapter was trained on.
 """
 
@@ -16,7 +18,7 @@ from calltune.io import read_json, sha256_file, write_json
 from calltune.model_dir import SOURCE_FILE
 
 FOUNDATIONS = ("calltune", "none")
-ADAPTER_DIR = Path(__file__).resolve().parents[2] / "foundation" / "adapter"
+ADAPTER_DIR = Path(__file__).resolve().parent / "weights"
 BASE_FILE = "foundation_base.json"  # {"sha256": ...} of the base weights the adapter was trained on
 
 

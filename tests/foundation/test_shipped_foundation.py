@@ -12,7 +12,7 @@ import pytest
 
 from calltune.base_model import DEFAULT_BASE, resolve_base
 from calltune.model_dir import SOURCE_FILE
-from calltune.foundation.adapter import foundation_dir
+from calltune.foundation.adapter import ADAPTER_DIR, foundation_dir
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +26,7 @@ def merged(tmp_path_factory):
 
 def test_merged_base_records_the_foundation(merged):
     record = json.loads((merged / SOURCE_FILE).read_text())
-    assert record["foundation"]["adapter"] == "adapter" and len(record["foundation"]["sha256"]) == 64
+    assert record["foundation"]["adapter"] == ADAPTER_DIR.name and len(record["foundation"]["sha256"]) == 64
 
 
 def test_merged_base_calls_held_out_bfcl_functions(merged):

@@ -266,14 +266,12 @@ WITHOUT = {
 def run_calltune(args, examples, dtype, device, share_prefix: bool, compiled: bool = False,
                  packing: bool = False, without: str | None = None) -> dict:
     if without:  # the row before calltune.train.prefix_attention / linear_ce
+        from unittest import mock
+
         from calltune.train import loss
         suffix, attr, stand_in = WITHOUT[without]
-        kept = getattr(loss, attr)
-        setattr(loss, attr, stand_in)
-        try:
+        with mock.patch.object(loss, attr, stand_in):
             row = run_calltune(args, examples, dtype, device, share_prefix, compiled, packing)
-        finally:
-            setattr(loss, attr, kept)
         return row | {"name": row["name"] + suffix}
     model = build_model(args)
     if compiled:

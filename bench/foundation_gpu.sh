@@ -21,10 +21,10 @@ cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD"
 run() { python bench/foundation_gpu.py "$@" --work "$work"; }
 
-common="rank=64,alpha=64,lr=5e-4,warmup_steps=30,epochs=4,eval_every=200,max_minutes=12"
+common="rank=64,alpha=64,lr=5e-4,warmup_steps=30,epochs=4,eval_every=200,max_minutes=11"
 run base --gguf "$gguf"
 run corpus
-run sweep --config "r64-lr5e-4-compiled:$common,max_steps=2400,compile=true" \
-  || run sweep --config "r64-lr5e-4-eager:$common,max_steps=1500,compile=false"
+run sweep --config "r64-lr5e-4-compiled:$common,max_steps=3000,compile=true" \
+  || run sweep --config "r64-lr5e-4-eager:$common,max_steps=2000,compile=false"
 run final
 echo "foundation run done"

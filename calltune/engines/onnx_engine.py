@@ -34,6 +34,8 @@ class OnnxCausalLM:
         self.past_inputs = [i for i in inputs if i.name.startswith(PAST_PREFIX)]
         self.has_position_ids = any(i.name == "position_ids" for i in inputs)
         self.output_names = [o.name for o in self.session.get_outputs()]
+        self._passes: list[tuple[list[int], dict]] = []  # the previous prompt's full passes: (ids, cache after)
+        self._passes_chunk = 0
 
     def empty_cache(self) -> dict[str, np.ndarray]:
         """Zero-length past for every layer: [1, kv_heads, 0, head_dim]."""
@@ -70,9 +72,21 @@ class OnnxCausalLM:
         return (logits for logits, _ in self.passes(ids, chunk, one_by_one_from))
 
     def prefill(self, ids: list[int], chunk: int = PREFILL_CHUNK) -> tuple[np.ndarray, dict]:
-        """Last-position logits [1, vocab] and the cache after the prompt `ids`."""
-        for logits, cache in self.passes(ids, chunk):
-            pass
+        """Last-position logits [1, vocab] and the cache after the prompt `ids`, read in passes of
+        `chunk` tokens; the passes it shares with the previous prompt (the tool declarations, in
+        evaluation) come from their cache, not computed again (the same passes, so the same numbers)."""
+        kept, full = 0, (len(ids) - 1) // chunk  # the last pass is always run: its logits are the answer
+        previous = self._passes if self._passes_chunk == chunk else []
+        while kept < min(full, len(previous)) and previous[kept][0] == ids[kept * chunk:(kept + 1) * chunk]:
+            kept += 1
+        self._passes, self._passes_chunk = previous[:kept], chunk
+        cache, start = (previous[kept - 1][1] if kept else self.empty_cache()), kept * chunk
+        while start < len(ids):
+            stop = min(start + chunk, len(ids))
+            logits, cache = self.step(ids[start:stop], cache, start)
+            if stop - start == chunk and stop < len(ids):
+                self._passes.append((ids[start:stop], cache))  # session.run returns new arrays: no copy
+            start = stop
         return logits[-1:], cache
 
     def greedy(self, ids: list[int], max_new_tokens: int, end_ids=(), stop=lambda new_ids: False,

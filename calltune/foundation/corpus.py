@@ -5,7 +5,8 @@ each prompt padded with distractor tools, split into train and valid.
    share a function name or a question with the held-out categories are dropped and counted.
 2. The tool bank (foundation/toolbank: tools, templates and examples per everyday domain).
 3. Composed parallel rows: two single-call requests joined into one message with both calls, and
-   swapped no-call rows: a call row's request offered only tools that cannot serve it.
+   swapped no-call rows: a call row's request offered only tools that cannot serve it (unrelated
+   tools from the whole pool, and near ones: other tools of the request's own tool-bank domain).
 4. Distractors: every prompt declares its own tools plus 0..distractors_max others drawn from the
    whole pool (bank + BFCL training tools), in a shuffled order, so the model learns to choose a
    tool by its description, not by its position or by being the only one offered.
@@ -72,8 +73,9 @@ def build_corpus(cfg: dict, seed: int) -> Corpus:
     sources += [("composed", ex) for ex in composed]
     pool = distractor_pool(ex for _, ex in sources)
     swapped = swap_no_call([ex for _, ex in sources], cfg.get("swap_no_call", 0), pool, rng)
-    report["swapped_no_call"] = len(swapped)
-    sources += [("swapped", ex) for ex in swapped]
+    near = swap_near([ex for kind, ex in sources if kind == "toolbank"], cfg.get("swap_near", 0), rng)
+    report["swapped_no_call"], report["swapped_near"] = len(swapped), len(near)
+    sources += [("swapped", ex) for ex in swapped + near]
     records, swaps, seen, kinds = [], [], set(), Counter()
     for kind, example in sources:
         record = to_record(with_distractors(example, pool, cfg, rng), "", cfg["no_call_answer"])
@@ -175,6 +177,36 @@ def swap_no_call(examples: list[Example], n: int, pool: list[dict], rng: random.
         if offered:
             out.append(replace(ex, calls=[], tools=list(offered.values()), accept=None, answer=None, line=None,
                                path=f"{ex.source}~swapped"))
+    return out
+
+
+# Words that many tools of one domain share without doing the same thing (convert_temperature,
+# convert_length_units): not a sign that a sibling can serve the request.
+_SHARED_WORDS = {"convert", "compute", "calculate", "units", "unit", "value", "values", "number"}
+
+
+def swap_near(examples: list[Example], n: int, rng: random.Random) -> list[Example]:
+    """`n` no-call rows whose offered tools are *near* the request: other tools of its own domain (a
+    tool-bank example declares its domain; a random subset, uniform in size, like `own_tools: subset`
+    offers a call row's), so declining needs the tool's meaning, not its topic
+    (a temperature question offered a length converter and a loan calculator). A sibling is not offered
+    when a content word of its name (words like convert or units aside) occurs in the request or in the called tool's
+    name or description (make_phone_call is never offered for a make_video_call request)."""
+    singles = [ex for ex in examples if len(ex.calls) == 1 and not ex.history and not ex.system
+               and ex.tool_results is None and len(ex.tools) > 1]
+    out, tries = [], 0
+    while len(out) < n and singles and tries < 20 * n:
+        tries += 1
+        ex = rng.choice(singles)
+        called = next(t for t in ex.tools if tool_name(t) == ex.calls[0]["name"])
+        text = " ".join([ex.query, tool_name(called), called["function"].get("description", "")])
+        banned = {w for w in normalise_text(text.replace("_", " ")).split() if len(w) > 2} - _SHARED_WORDS
+        siblings = [t for t in ex.tools if tool_name(t) != tool_name(called)
+                    and not name_words(tool_name(t)) & (banned | _CATCH_ALL)]
+        if siblings:
+            offered = rng.sample(siblings, rng.randint(1, len(siblings)))
+            out.append(replace(ex, calls=[], tools=offered, accept=None, answer=None, line=None,
+                               path=f"{ex.source}~near"))
     return out
 
 

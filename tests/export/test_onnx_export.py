@@ -147,3 +147,29 @@ def test_tail_keeps_the_last_rows():
     for value in range(5):
         single.add(np.array([[value]]))
     assert single.rows().ravel().tolist() == [3, 4] and len(single.kept) == 2
+
+
+def test_prompts_sharing_a_beginning_reuse_its_passes_bit_for_bit(tool_onnx, check_examples):
+    """OnnxCausalLM.prefill takes the passes a prompt shares with the previous one from their cache:
+    the same logits to the bit as a fresh session, and the shared passes are not run again."""
+    import numpy as np
+
+    _, onnx_dir, _, _ = tool_onnx
+    tokenizer = OnnxEngine(onnx_dir).tokenizer
+    texts = load_check_set(check_examples, tokenizer, get_format("functiongemma"), limit=3).prompts
+    prompts = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
+    chunk = 16
+    shared = min(next(i for i, (a, b) in enumerate(zip(p, prompts[0])) if a != b) for p in prompts[1:])
+    assert shared > 2 * chunk  # the tool declarations
+    model, fresh = OnnxCausalLM(onnx_dir / "onnx" / MODEL_FILE), OnnxCausalLM(onnx_dir / "onnx" / MODEL_FILE)
+    fed: list[int] = []
+    step = model.step
+    model.step = lambda ids, cache, past: (fed.append(len(ids)), step(ids, cache, past))[1]
+    for ids in prompts + [prompts[0][:shared // 2] + [7]]:  # the last: fewer passes than before, then other ones
+        logits, cache = model.prefill(ids, chunk)
+        fresh._passes.clear()
+        expected, expected_cache = fresh.prefill(ids, chunk)
+        assert np.array_equal(logits, expected)
+        assert all(np.array_equal(cache[k], expected_cache[k]) for k in expected_cache)
+    reused = (shared // chunk) * chunk
+    assert sum(fed) <= sum(map(len, prompts)) - reused * (len(prompts) - 1) + shared // 2 + 1

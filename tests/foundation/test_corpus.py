@@ -13,7 +13,8 @@ from calltune.data.importers.bfcl import safe_name
 from calltune.data.text import normalise_text
 from calltune.errors import InputError
 from calltune.foundation import bfcl_data
-from calltune.foundation.corpus import build_corpus, compose_parallel, swap_no_call, tool_name, with_distractors
+from calltune.foundation.corpus import (build_corpus, compose_parallel, swap_near, swap_no_call, tool_name,
+                                       with_distractors)
 from calltune.params import load_params
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -155,8 +156,10 @@ def test_own_tools_subset_keeps_called_ones_and_only_needed_offers_nothing_else(
 
 def test_tool_count_says_nothing_about_calling(real_corpus):
     """The shortcut the first GPU run learnt: few tools meant "decline". In the real corpus the
-    no-call share among prompts with one or two tools stays close to the overall no-call share."""
-    rows = real_corpus.train
+    no-call share among prompts with one or two tools stays close to the overall no-call share.
+    Compared among rows with at most one call: a parallel row declares every tool it calls, so
+    counting parallel rows would tie many tools to calling by construction, not by a shortcut."""
+    rows = [r for r in real_corpus.train if len(r["meta"]["calls"]) <= 1]
     overall = sum(not r["meta"]["calls"] for r in rows) / len(rows)
     few = [r for r in rows if len(r["tools"]) <= 2]
     assert len(few) > 0.2 * len(rows)  # held-out prompts often declare one function: so must training
@@ -175,3 +178,38 @@ def test_swapped_no_call_rows_offer_only_tools_that_cannot_serve_the_request():
         assert "get_rain" not in names and "get_weather_forecast" not in names  # "forecast" is in its description
         assert row.path == "x.jsonl:3~swapped"
     assert swap_no_call([example("Hi", [], ["pay_bill"])], 5, POOL, random.Random(0)) == []  # only call rows swap
+
+
+def test_near_no_call_rows_offer_siblings_that_cannot_serve_the_request():
+    domain = [tool("convert_temperature", "Convert a temperature between units."),
+              tool("convert_length_units", "Convert a length."), tool("loan_monthly_payment", "Monthly loan payment."),
+              tool("temperature_alert", "Alert when it gets hot."), tool("web_search", "Search the web.")]
+    asked = Example(query="70 F in Celsius?", calls=[{"name": "convert_temperature", "arguments": {}}],
+                    tools=domain, path="bank.yaml", line=7)
+    rows = swap_near([asked, example("Hi", [], ["pay_bill", "get_rain"]),
+                      example("Only one", ["pay_bill"], ["pay_bill"])], 40, random.Random(0))
+    assert len(rows) == 40
+    offered = set()
+    for row in rows:
+        names = {tool_name(t) for t in row.tools}
+        assert row.calls == [] and row.query == asked.query and names
+        assert row.path == "bank.yaml:7~near" and row.line is None
+        offered |= names
+    # a shared verb ("convert") is no sign of serving; a shared topic word ("temperature") or a catch-all is
+    assert offered == {"convert_length_units", "loan_monthly_payment"}
+    assert swap_near([example("Only one", ["pay_bill"], ["pay_bill"])], 5, random.Random(0)) == []
+
+
+def test_near_rows_join_their_origin_split_and_are_counted():
+    corpus = build_corpus({**CFG, "compose_parallel": 0, "swap_no_call": 0, "swap_near": 300,
+                           "bfcl_categories": ["exec_simple"]}, seed=7)
+    assert corpus.report["swapped_near"] == 300
+    side = {name: {normalise_text(m["content"]) for r in rows for m in r["messages"] if m["role"] == "user"
+                   and r["meta"]["calls"]} for name, rows in (("train", corpus.train), ("valid", corpus.valid))}
+    declines = [(name, r) for name, rows in (("train", corpus.train), ("valid", corpus.valid)) for r in rows
+                if not r["meta"]["calls"]]
+    asked = [(name, normalise_text(next(m["content"] for m in r["messages"] if m["role"] == "user")))
+             for name, r in declines]
+    origin_side = [(name, q) for name, q in asked if q in side["train"] | side["valid"]]
+    assert len(origin_side) >= 280  # near rows ask a question that is also asked with its tool
+    assert all(q in side[name] for name, q in origin_side)  # ... on the same side of the split

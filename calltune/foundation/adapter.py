@@ -5,8 +5,8 @@ model that already calls tools and the user's training only specialises it.
 The shipped adapter lives in the package (calltune/foundation/weights/): foundation/dvc.yaml's train
 stage writes foundation/adapter/, and shipping a run is copying that folder here (its model card is
 foundation/README.md). It must live outside foundation/, a DVC project of its own whose files the
-main pipeline cannot see, so that the base stage's dependency on it is real. It fits exactly one set of base weights: the
-merge checks the base's sha256 against the one the adapter was trained on.
+main pipeline cannot see, so that the base stage's dependency on it is real. It fits exactly one
+set of base weights: the merge checks the base's sha256 against the one the adapter was trained on.
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from calltune.train import prefix_attention
-from calltune.train.linear_ce import fusable_head, linear_cross_entropy
 from calltune.train.datasets import Batch
+from calltune.train.linear_ce import fusable_head, linear_cross_entropy
 
 MIN_SHARED_PREFIX = 32  # shorter common heads are not worth a second forward call
 

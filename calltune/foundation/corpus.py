@@ -111,8 +111,7 @@ def compose_parallel(examples: list[Example], n: int, rng: random.Random, max_pa
     (the count uniform in that range): half from requests for the same tool (parallel), half from
     any tools (parallel multiple). The prompt declares the union of the requests' tools; requests
     with history or a system text, or whose tool lists disagree on a shared name, are not joined."""
-    singles = [ex for ex in examples if len(ex.calls) == 1 and not ex.history and not ex.system
-               and ex.tool_results is None and len(ex.query) < 400]
+    singles = [ex for ex in examples if len(ex.calls) == 1 and one_turn(ex) and len(ex.query) < 400]
     by_tool: dict[str, list[Example]] = {}
     for ex in singles:
         by_tool.setdefault(ex.calls[0]["name"], []).append(ex)
@@ -160,13 +159,13 @@ def swap_no_call(examples: list[Example], n: int, pool: list[dict], rng: random.
     tools from the pool are offered that cannot serve it, so the right answer is to decline (how
     BFCL's irrelevance items are built). A pool tool is not offered when a content word of its name
     occurs in the request, in the names or descriptions of the tools the request was written for."""
-    singles = [ex for ex in examples if ex.calls and not ex.history and not ex.system and ex.tool_results is None]
+    singles = [ex for ex in examples if ex.calls and one_turn(ex)]
     out, tries = [], 0
     while len(out) < n and singles and pool and tries < 20 * n:
         tries += 1
         ex = rng.choice(singles)
         text = " ".join([ex.query] + [tool_name(t) + " " + t["function"].get("description", "") for t in ex.tools])
-        banned = {w for w in normalise_text(text.replace("_", " ")).split() if len(w) > 2}
+        banned = content_words(text.replace("_", " "))
         own = {tool_name(t) for t in ex.tools}
         offered: dict[str, dict] = {}
         for _ in range(rng.randint(1, 3)):
@@ -192,15 +191,14 @@ def swap_near(examples: list[Example], n: int, rng: random.Random) -> list[Examp
     (a temperature question offered a length converter and a loan calculator). A sibling is not offered
     when a content word of its name (words like convert or units aside) occurs in the request or in the called tool's
     name or description (make_phone_call is never offered for a make_video_call request)."""
-    singles = [ex for ex in examples if len(ex.calls) == 1 and not ex.history and not ex.system
-               and ex.tool_results is None and len(ex.tools) > 1]
+    singles = [ex for ex in examples if len(ex.calls) == 1 and one_turn(ex) and len(ex.tools) > 1]
     out, tries = [], 0
     while len(out) < n and singles and tries < 20 * n:
         tries += 1
         ex = rng.choice(singles)
         called = next(t for t in ex.tools if tool_name(t) == ex.calls[0]["name"])
         text = " ".join([ex.query, tool_name(called), called["function"].get("description", "")])
-        banned = {w for w in normalise_text(text.replace("_", " ")).split() if len(w) > 2} - _SHARED_WORDS
+        banned = content_words(text.replace("_", " ")) - _SHARED_WORDS
         siblings = [t for t in ex.tools if tool_name(t) != tool_name(called)
                     and not name_words(tool_name(t)) & (banned | _CATCH_ALL)]
         if siblings:
@@ -222,6 +220,16 @@ def distractor_pool(examples) -> list[dict]:
 # Words too common in tool names to say two tools do the same thing.
 _GENERIC = {"get", "set", "add", "create", "update", "delete", "remove", "list", "find", "search", "check",
             "send", "make", "start", "stop", "info", "details", "data", "by", "for", "the", "to", "of", "and", "new"}
+
+
+def content_words(text: str) -> set[str]:
+    """The words of `text` (normalised) longer than two letters: what "shares a word" compares."""
+    return {w for w in normalise_text(text).split() if len(w) > 2}
+
+
+def one_turn(example: Example) -> bool:
+    """A lone request: no history, no system text, no tool results (rows that can be joined or swapped)."""
+    return not example.history and not example.system and example.tool_results is None
 
 
 def name_words(name: str) -> set[str]:
@@ -257,7 +265,7 @@ def with_distractors(example: Example, pool: list[dict], cfg: dict, rng: random.
     own = {tool_name(t) for t in example.tools}  # never offered as distractors, kept or not
     banned = set().union(*(name_words(n) for n in own))
     if not example.calls:
-        banned |= {w for w in normalise_text(example.query).split() if len(w) > 2}
+        banned |= content_words(example.query)
     offered = needed + others
     room = max(0, cfg["max_tools"] - len(offered))
     k = 0 if only else min(rng.randint(0, cfg["distractors_max"]), room)

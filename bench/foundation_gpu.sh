@@ -21,7 +21,8 @@ cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD"
 run() { python bench/foundation_gpu.py "$@" --work "$work"; }
 
-common="rank=64,alpha=64,lr=5e-4,warmup_steps=30,epochs=4,eval_every=200,max_minutes=11"
+minutes=${FOUNDATION_MINUTES:-11}  # the training budget: what the session's device time leaves (12 with no refused starts)
+common="rank=64,alpha=64,lr=5e-4,warmup_steps=30,epochs=4,eval_every=200,max_minutes=$minutes"
 run base --gguf "$gguf"
 run corpus
 run sweep --config "r64-lr5e-4-compiled:$common,max_steps=3000,compile=true" \

@@ -37,11 +37,11 @@ def main() -> None:
         outputs, start = [], time.perf_counter()
         for prompt in prompts:
             if clear:
-                engine.model._passes.clear()
+                engine.model.forget()
             outputs.append(engine.generate(prompt, args.max_new_tokens, fmt.stop_strings))
         return outputs, time.perf_counter() - start
 
-    engine.model._passes.clear()
+    engine.model.forget()
     reused, t_reused = timed(clear=False)
     fresh, t_fresh = timed(clear=True)
     same = sum(a == b for a, b in zip(reused, fresh))

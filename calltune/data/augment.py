@@ -501,21 +501,21 @@ def _similar_number(slot: Slot, rng: random.Random) -> Decimal:
 def refill(example: Example, slots: list[Slot], observed: dict, rng: random.Random) -> Example | None:
     """A new Example with every slot refilled (a slot no other value fits keeps its own), or None
     when no slot could be refilled."""
-    used = {_fold(s.value) for s in slots}
+    used = {fold(s.value) for s in slots}
     edits, calls = [], copy.deepcopy(example.calls)
     part_edits = defaultdict(list)  # (call, key, index) -> [(span, text)] inside one string
     changed = False
     for slot in slots:
-        choice = _choose(slot, observed, rng, example.query, used)
+        choice = choose(slot, observed, rng, example.query, used)
         if choice is None:
             continue  # nothing else fits this slot: it keeps its value, which is consistent
         changed = True
         new_value, query_texts = choice
-        used.add(_fold(new_value))
+        used.add(fold(new_value))
         edits += [(start, end, text) for (start, end, _), text in zip(slot.mentions, query_texts)]
         for ref in slot.refs:
             if ref.span is None:
-                _set(calls[ref.call]["arguments"], ref, _argument_value(slot, new_value))
+                _set(calls[ref.call]["arguments"], ref, argument_value(slot, new_value))
             else:
                 part_edits[(ref.call, ref.key, ref.index)].append((ref.span, _render(slot.kind, new_value, ref.style)))
     for (call, key, index), parts in part_edits.items():
@@ -534,10 +534,10 @@ def refill(example: Example, slots: list[Slot], observed: dict, rng: random.Rand
                    accept=copy.deepcopy(getattr(example, "accept", None)))
 
 
-def _choose(slot: Slot, observed: dict, rng: random.Random, query: str, used: set):
+def choose(slot: Slot, observed: dict, rng: random.Random, query: str, used: set):
     """(new value, its text at each query mention) for the first candidate that renders everywhere."""
     for candidate in _candidates(slot, observed, rng):
-        if _fold(candidate) in used:
+        if fold(candidate) in used:
             continue
         texts = [_render(slot.kind, candidate, style) for *_, style in slot.mentions]
         parts_ok = all(_render(slot.kind, candidate, r.style) is not None for r in slot.refs if r.span is not None)
@@ -551,7 +551,7 @@ def _choose(slot: Slot, observed: dict, rng: random.Random, query: str, used: se
     return None
 
 
-_ARTICLE = re.compile(r"(?<!\w)(a|an|A|An|AN)(\s+)$")
+ARTICLE = re.compile(r"(?<!\w)(a|an|A|An|AN)(\s+)$")
 
 
 def _article(word: str) -> str:
@@ -565,7 +565,7 @@ def _article(word: str) -> str:
 def _with_article(before: str, old: str, new: str) -> str:
     """`before` with a trailing "a"/"an" made to fit `new` when it fitted `old` ("a classic bike"
     -> "an electric bike"); an article the rule would not have written is left alone."""
-    m = _ARTICLE.search(before)
+    m = ARTICLE.search(before)
     if not m or not old or not new or m[1].casefold() != _article(old):
         return before
     article = _article(new)
@@ -574,7 +574,7 @@ def _with_article(before: str, old: str, new: str) -> str:
     return before[:m.start()] + article + m[2]
 
 
-def _fold(value) -> str:
+def fold(value) -> str:
     return str(value).casefold()
 
 
@@ -612,7 +612,7 @@ def _render(kind: str, value, style: tuple) -> str | None:
     return spelling.render(kind, value, style)
 
 
-def _argument_value(slot: Slot, value):
+def argument_value(slot: Slot, value):
     if slot.kind != "number":
         return value
     return int(value) if value == value.to_integral_value() else float(value)

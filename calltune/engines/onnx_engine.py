@@ -35,7 +35,10 @@ class OnnxCausalLM:
         self.has_position_ids = any(i.name == "position_ids" for i in inputs)
         self.output_names = [o.name for o in self.session.get_outputs()]
         self._passes: list[tuple[list[int], dict]] = []  # the previous prompt's full passes: (ids, cache after)
-        self._passes_chunk = 0
+
+    def forget(self) -> None:
+        """Drop the previous prompt's passes: the next prefill computes every pass."""
+        self._passes = []
 
     def empty_cache(self) -> dict[str, np.ndarray]:
         """Zero-length past for every layer: [1, kv_heads, 0, head_dim]."""
@@ -56,11 +59,13 @@ class OnnxCausalLM:
     def logits(self, ids: list[int]) -> np.ndarray:
         return self.step(ids, self.empty_cache(), 0)[0]
 
-    def passes(self, ids: list[int], chunk: int, one_by_one_from: int | None = None):
+    def passes(self, ids: list[int], chunk: int, one_by_one_from: int | None = None, start: int = 0,
+               cache: dict | None = None):
         """Feed `ids` through the KV cache `chunk` positions a pass (one a pass from `one_by_one_from`
-        on, as decoding does); yield (logits, cache) after each pass. A long sequence never holds
-        [len, vocab] floats at once (1 MB a position with a 262k-token vocabulary)."""
-        cache, start, end = self.empty_cache(), 0, len(ids)
+        on, as decoding does), from `start` on with `cache` holding ids[:start]; yield (logits, cache)
+        after each pass. A long sequence never holds [len, vocab] floats at once (1 MB a position
+        with a 262k-token vocabulary)."""
+        cache, end = self.empty_cache() if cache is None else cache, len(ids)
         single = end if one_by_one_from is None else one_by_one_from
         while start < end:
             stop = start + 1 if start >= single else min(start + chunk, single)
@@ -75,18 +80,17 @@ class OnnxCausalLM:
         """Last-position logits [1, vocab] and the cache after the prompt `ids`, read in passes of
         `chunk` tokens; the passes it shares with the previous prompt (the tool declarations, in
         evaluation) come from their cache, not computed again (the same passes, so the same numbers)."""
-        kept, full = 0, (len(ids) - 1) // chunk  # the last pass is always run: its logits are the answer
-        previous = self._passes if self._passes_chunk == chunk else []
+        full = (len(ids) - 1) // chunk  # the last pass is always run: its logits are the answer
+        previous = self._passes if self._passes and len(self._passes[0][0]) == chunk else []
+        kept = 0
         while kept < min(full, len(previous)) and previous[kept][0] == ids[kept * chunk:(kept + 1) * chunk]:
             kept += 1
-        self._passes, self._passes_chunk = previous[:kept], chunk
-        cache, start = (previous[kept - 1][1] if kept else self.empty_cache()), kept * chunk
-        while start < len(ids):
-            stop = min(start + chunk, len(ids))
-            logits, cache = self.step(ids[start:stop], cache, start)
-            if stop - start == chunk and stop < len(ids):
-                self._passes.append((ids[start:stop], cache))  # session.run returns new arrays: no copy
-            start = stop
+        self._passes = previous[:kept]
+        start = kept * chunk
+        for logits, cache in self.passes(ids, chunk, start=start, cache=previous[kept - 1][1] if kept else None):
+            start += len(logits)
+            if start <= full * chunk:  # a full pass, not the last
+                self._passes.append((ids[start - chunk:start], cache))  # session.run returns new arrays: no copy
         return logits[-1:], cache
 
     def greedy(self, ids: list[int], max_new_tokens: int, end_ids=(), stop=lambda new_ids: False,

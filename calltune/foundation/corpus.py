@@ -4,7 +4,9 @@ each prompt padded with distractor tools, split into train and valid.
 1. BFCL training categories (bfcl_data.TRAIN_CATEGORIES) through calltune's importer; items that
    share a function name or a question with the held-out categories are dropped and counted.
 2. The tool bank (foundation/toolbank: tools, templates and examples per everyday domain).
-3. Composed parallel rows: two single-call requests joined into one message with both calls, and
+3. Composed parallel rows: 2..4 single-call requests joined into one message with every call;
+   varied parallel rows: one request asking for its call at 2..4 values of one argument in one
+   clause ("the weather in Paris, Oslo and Rome"); and
    swapped no-call rows: a call row's request offered only tools that cannot serve it (unrelated
    tools from the whole pool, and near ones: other tools of the request's own tool-bank domain).
 4. Distractors: every prompt declares its own tools plus 0..distractors_max others drawn from the
@@ -21,7 +23,8 @@ import random
 from collections import Counter
 from dataclasses import dataclass, replace
 
-from calltune.data.examples import Example, to_record
+from calltune.data import augment, spelling
+from calltune.data.examples import Example, example_errors, to_record
 from calltune.data.split import split_dataset
 from calltune.data.text import normalise_text, query_key
 from calltune.errors import InputError
@@ -69,8 +72,10 @@ def build_corpus(cfg: dict, seed: int) -> Corpus:
         sources += [("toolbank", ex) for ex in bank]
     composed = compose_parallel([ex for _, ex in sources], cfg["compose_parallel"], rng,
                                 cfg.get("compose_max_parts", 2))
-    report["composed_parallel"] = len(composed)
-    sources += [("composed", ex) for ex in composed]
+    varied = vary_parallel([ex for _, ex in sources], cfg.get("vary_parallel", 0), rng,
+                           cfg.get("compose_max_parts", 2))
+    report["composed_parallel"], report["varied_parallel"] = len(composed), len(varied)
+    sources += [("composed", ex) for ex in composed] + [("varied", ex) for ex in varied]
     pool = distractor_pool(ex for _, ex in sources)
     swapped = swap_no_call([ex for _, ex in sources], cfg.get("swap_no_call", 0), pool, rng)
     near = swap_near([ex for kind, ex in sources if kind == "toolbank"], cfg.get("swap_near", 0), rng)
@@ -146,6 +151,71 @@ def _join(parts: list[Example], rng: random.Random) -> Example | None:
         calls += part.calls
     return replace(first, query=text, calls=calls, tools=list(tools.values()), line=None,
                    path="+".join(p.source for p in parts), answer=None)
+
+
+_LISTS = ("{a} and {b}", "both {a} and {b}", "{a} & {b}")  # two values; three or more: "a, b and c" or "a, b, and c"
+
+
+def vary_parallel(examples: list[Example], n: int, rng: random.Random, max_values: int = 2) -> list[Example]:
+    """`n` parallel rows that ask for one call several times inside one clause, one value varied
+    ("the weather in Paris" -> "the weather in Paris, Oslo and Rome", three calls that differ in the
+    city): how BFCL's parallel requests read ("the area of circles of radius 3, 5 and 7"), which the
+    composed rows ("X. Also, Y") do not teach. The varied value is a slot of calltune's augmentation
+    (a value the query states once, as a whole argument, refillable consistently), refilled 1..max_values-1
+    times with values of the same tool parameter seen elsewhere, its enum or a typed bank; a value
+    after "a"/"an" is not varied (the article would fit one value only), nor a number next to another
+    number ("legs of 3, 5 and 6 and 40" would not say which is which), nor free text of more than four
+    words or with punctuation ("both here you go and could we talk?")."""
+    singles = [ex for ex in examples if len(ex.calls) == 1 and one_turn(ex) and len(ex.query) < 400]
+    observed = augment.observed_values(singles)
+    out, tries = [], 0
+    while len(out) < n and singles and tries < 20 * n:
+        tries += 1
+        ex = rng.choice(singles)
+        slots = [s for s in augment.find_slots(ex) if _listable(s, ex.query)]
+        if slots and (row := _vary(ex, rng.choice(slots), rng.randint(2, max(2, max_values)), observed, rng)):
+            out.append(row)
+    return out
+
+
+def _listable(slot, query: str) -> bool:
+    if len(slot.mentions) != 1 or any(r.span is not None or r.index is not None for r in slot.refs):
+        return False
+    start, end, _ = slot.mentions[0]
+    if augment.ARTICLE.search(query[:start]):
+        return False
+    if slot.kind == "number":
+        return not any(m.kind == "number" and not spelling.overlaps(m.span, (start, end))
+                       for m in spelling.find_all(query))
+    words = query[start:end].split()
+    return slot.kind != "text" or (len(words) <= 4 and not any(c in query[start:end] for c in ",.;:!?()"))
+
+
+def _vary(ex: Example, slot, k: int, observed: dict, rng: random.Random) -> Example | None:
+    """`ex` asking for its call with `slot` at k values (its own first), or None when fewer fit."""
+    used, values = {augment.fold(slot.value)}, []
+    for _ in range(k - 1):
+        if (choice := augment.choose(slot, observed, rng, ex.query, used)) is None:
+            break
+        used.add(augment.fold(choice[0]))
+        values.append(choice)
+    if not values:
+        return None
+    start, end, _ = slot.mentions[0]
+    texts = [ex.query[start:end]] + [texts[0] for _, texts in values]
+    if slot.kind == "text" and any(len(t.split()) > 4 or any(c in t for c in ",.;:!?()") for t in texts):
+        return None
+    listed = (rng.choice(_LISTS).format(a=texts[0], b=texts[1]) if len(texts) == 2 else
+              ", ".join(texts[:-1]) + rng.choice((" and ", ", and ")) + texts[-1])
+    calls = [ex.calls[0]]
+    for value, _ in values:
+        call = {"name": ex.calls[0]["name"], "arguments": dict(ex.calls[0]["arguments"])}
+        for ref in slot.refs:
+            call["arguments"][ref.key] = augment.argument_value(slot, value)
+        calls.append(call)
+    row = replace(ex, query=ex.query[:start] + listed + ex.query[end:], calls=calls, accept=None, answer=None,
+                  line=None, path=f"{ex.source}~varied")
+    return None if example_errors(row) else row
 
 
 # Name words of tools that could serve almost any request (a web search, a free-form answer), or that

@@ -167,7 +167,7 @@ def test_prompts_sharing_a_beginning_reuse_its_passes_bit_for_bit(tool_onnx, che
     model.step = lambda ids, cache, past: (fed.append(len(ids)), step(ids, cache, past))[1]
     for ids in prompts + [prompts[0][:shared // 2] + [7]]:  # the last: fewer passes than before, then other ones
         logits, cache = model.prefill(ids, chunk)
-        fresh._passes.clear()
+        fresh.forget()
         expected, expected_cache = fresh.prefill(ids, chunk)
         assert np.array_equal(logits, expected)
         assert all(np.array_equal(cache[k], expected_cache[k]) for k in expected_cache)

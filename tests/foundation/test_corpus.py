@@ -4,6 +4,7 @@ parallel rows, determinism."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from calltune.data.text import normalise_text
 from calltune.errors import InputError
 from calltune.foundation import bfcl_data
 from calltune.foundation.corpus import (build_corpus, compose_parallel, swap_near, swap_no_call, tool_name,
-                                       with_distractors)
+                                       vary_parallel, with_distractors)
 from calltune.params import load_params
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,6 +57,7 @@ def test_no_held_out_function_or_question_reaches_training(real_corpus):
 def test_corpus_mixes_sources_and_call_shapes(real_corpus):
     report = real_corpus.report
     assert report["kinds"]["bfcl"] > 1500 and report["kinds"]["toolbank"] > 1000 and report["kinds"]["composed"] > 250
+    assert report["kinds"]["varied"] > 0.9 * CFG["vary_parallel"]  # values to vary are found in the real rows
     assert report["train_calls"]["no_call"] > 500 and report["train_calls"]["parallel"] > 250
     assert report["n_valid"] > 0 and report["split"]["overlap"] == 0
     assert set(report["bfcl"]) == set(CFG["bfcl_categories"])
@@ -213,3 +215,53 @@ def test_near_rows_join_their_origin_split_and_are_counted():
     origin_side = [(name, q) for name, q in asked if q in side["train"] | side["valid"]]
     assert len(origin_side) >= 280  # near rows ask a question that is also asked with its tool
     assert all(q in side[name] for name, q in origin_side)  # ... on the same side of the split
+
+
+def _weather(city: str, line: int, unit: str = "celsius") -> Example:
+    schema = {"type": "object", "properties": {"city": {"type": "string"},
+                                               "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+              "required": ["city"]}
+    get = {"type": "function", "function": {"name": "get_weather", "description": "Weather now.", "parameters": schema}}
+    return Example(query=f"What's the weather in {city} in {unit}?", calls=[{"name": "get_weather", "arguments":
+                   {"city": city, "unit": unit}}], tools=[get], path="bank.yaml", line=line)
+
+
+def test_varied_rows_list_values_in_one_clause_with_one_call_each():
+    """BFCL's parallel requests list several values in one clause ("radius 3, 5 and 7"): a varied row
+    states its origin's value and 1..max-1 others where the origin stated it, one call per value, in
+    the order written, every other argument kept."""
+    cities = ["Oslo", "Lima", "Quito", "Hanoi", "Perth", "Dakar"]
+    singles = [_weather(c, i) for i, c in enumerate(cities)] + [_weather("Rome", 9, "fahrenheit")]
+    rows = vary_parallel(singles, 60, random.Random(0), max_values=4)
+    assert len(rows) == 60 and {len(r.calls) for r in rows} == {2, 3, 4}
+    for row in rows:
+        assert row.path.endswith("~varied") and row.line is None
+        assert all(c["name"] == "get_weather" for c in row.calls)
+        cities_called = [c["arguments"]["city"] for c in row.calls]
+        units = [c["arguments"]["unit"] for c in row.calls]
+        if len(set(cities_called)) > 1:  # the city was varied: one unit for all
+            assert len(set(units)) == 1 and row.query.endswith(f"in {units[0]}?")
+            where = [row.query.index(c) for c in cities_called]
+        else:  # the unit was varied ("in celsius and fahrenheit"): one city
+            assert sorted(units) == ["celsius", "fahrenheit"] and row.query.count(cities_called[0]) == 1
+            where = [row.query.index(u) for u in units]
+        assert where == sorted(where) and len(set(cities_called + units)) == len(row.calls) + 1
+    assert rows == vary_parallel(singles, 60, random.Random(0), max_values=4)
+
+
+def test_values_that_cannot_be_listed_are_not_varied():
+    number = {"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}},
+              "required": ["a", "b"]}
+    hyp = {"type": "function", "function": {"name": "hypotenuse", "description": "Hypotenuse.", "parameters": number}}
+    two_numbers = [Example(query=f"hypotenuse of legs {a} and {b}", calls=[{"name": "hypotenuse", "arguments":
+                           {"a": a, "b": b}}], tools=[hyp], path="x.jsonl", line=a) for a, b in ((3, 4), (5, 12))]
+    text = {"type": "object", "properties": {"body": {"type": "string"}}, "required": ["body"]}
+    mail = {"type": "function", "function": {"name": "send_mail", "description": "Mail.", "parameters": text}}
+    prose = ["see you at noon, ok?", "running late today, sorry"]
+    bodies = [Example(query=f"mail: {b}", calls=[{"name": "send_mail", "arguments": {"body": b}}], tools=[mail],
+                      path="x.jsonl", line=i) for i, b in enumerate(prose)]
+    article = [_weather("Oslo", 1), _weather("Lima", 2, "fahrenheit")]
+    article = [replace(ex, query=ex.query.replace("the weather in", "a forecast for a")) for ex in article]
+    assert vary_parallel(two_numbers + bodies, 10, random.Random(0), max_values=3) == []  # "3, 5 and 4"; prose
+    varied = vary_parallel(article, 10, random.Random(0), max_values=3)
+    assert varied and all(len({c["arguments"]["city"] for c in r.calls}) == 1 for r in varied)  # the unit; no "a Oslo"

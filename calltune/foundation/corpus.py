@@ -116,7 +116,7 @@ def compose_parallel(examples: list[Example], n: int, rng: random.Random, max_pa
     (the count uniform in that range): half from requests for the same tool (parallel), half from
     any tools (parallel multiple). The prompt declares the union of the requests' tools; requests
     with history or a system text, or whose tool lists disagree on a shared name, are not joined."""
-    singles = [ex for ex in examples if len(ex.calls) == 1 and one_turn(ex) and len(ex.query) < 400]
+    singles = lone_single_calls(examples)
     by_tool: dict[str, list[Example]] = {}
     for ex in singles:
         by_tool.setdefault(ex.calls[0]["name"], []).append(ex)
@@ -166,7 +166,7 @@ def vary_parallel(examples: list[Example], n: int, rng: random.Random, max_value
     after "a"/"an" is not varied (the article would fit one value only), nor a number next to another
     number ("legs of 3, 5 and 6 and 40" would not say which is which), nor free text of more than four
     words or with punctuation ("both here you go and could we talk?")."""
-    singles = [ex for ex in examples if len(ex.calls) == 1 and one_turn(ex) and len(ex.query) < 400]
+    singles = lone_single_calls(examples)
     observed = augment.observed_values(singles)
     out, tries = [], 0
     while len(out) < n and singles and tries < 20 * n:
@@ -187,8 +187,12 @@ def _listable(slot, query: str) -> bool:
     if slot.kind == "number":
         return not any(m.kind == "number" and not spelling.overlaps(m.span, (start, end))
                        for m in spelling.find_all(query))
-    words = query[start:end].split()
-    return slot.kind != "text" or (len(words) <= 4 and not any(c in query[start:end] for c in ",.;:!?()"))
+    return slot.kind != "text" or _short_text(query[start:end])
+
+
+def _short_text(text: str) -> bool:
+    """Text that reads as one item of a list: at most four words, no punctuation."""
+    return len(text.split()) <= 4 and not any(c in text for c in ",.;:!?()")
 
 
 def _vary(ex: Example, slot, k: int, observed: dict, rng: random.Random) -> Example | None:
@@ -203,7 +207,7 @@ def _vary(ex: Example, slot, k: int, observed: dict, rng: random.Random) -> Exam
         return None
     start, end, _ = slot.mentions[0]
     texts = [ex.query[start:end]] + [texts[0] for _, texts in values]
-    if slot.kind == "text" and any(len(t.split()) > 4 or any(c in t for c in ",.;:!?()") for t in texts):
+    if slot.kind == "text" and not all(map(_short_text, texts[1:])):  # texts[0]: checked by _listable
         return None
     listed = (rng.choice(_LISTS).format(a=texts[0], b=texts[1]) if len(texts) == 2 else
               ", ".join(texts[:-1]) + rng.choice((" and ", ", and ")) + texts[-1])
@@ -295,6 +299,11 @@ _GENERIC = {"get", "set", "add", "create", "update", "delete", "remove", "list",
 def content_words(text: str) -> set[str]:
     """The words of `text` (normalised) longer than two letters: what "shares a word" compares."""
     return {w for w in normalise_text(text).split() if len(w) > 2}
+
+
+def lone_single_calls(examples: list[Example]) -> list[Example]:
+    """One-call lone requests under 400 characters: the rows composed and varied rows are made from."""
+    return [ex for ex in examples if len(ex.calls) == 1 and one_turn(ex) and len(ex.query) < 400]
 
 
 def one_turn(example: Example) -> bool:

@@ -240,6 +240,18 @@ def _value_atoms(ref: ArgumentRef, value, tool: str, key: str, schema: dict, que
     return parts
 
 
+def stated(value, text: str) -> bool:
+    """Whether `text` writes `value` the way slot detection finds values (whole words in any case;
+    numbers, dates and times in their common spellings): for a list or an object, any item of it.
+    A boolean or null is never written, so never stated."""
+    if isinstance(value, list):
+        return any(stated(item, text) for item in value)
+    if isinstance(value, dict):
+        return any(stated(item, text) for item in value.values())
+    ref = ArgumentRef(0, "")
+    return any(slot.mentions for slot in _value_atoms(ref, value, "", "", {}, text))
+
+
 def _typed_whole(value: str):
     """[(kind, value, span, style)] for a string that is exactly a date, a time or a date-time."""
     if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value) and _is_date(value):

@@ -136,7 +136,8 @@ def bfcl_files(tmp_path, questions, answers):
 
 def test_bfcl_questions_with_possible_answers(tmp_path):
     spec = bfcl_files(tmp_path, [
-        {"id": "simple_0", "question": [[{"role": "user", "content": "Hypotenuse of 3 and 4?"}]], "function": [BFCL_FUNCTION]},
+        {"id": "simple_0", "question": [[{"role": "user", "content": "Hypotenuse of 3 and 4 from point (1, 2)?"}]],
+         "function": [BFCL_FUNCTION]},
         {"id": "irrelevance_3", "question": [[{"role": "system", "content": "Be exact."},
                                               {"role": "user", "content": "Who painted the Mona Lisa?"}]],
          "function": BFCL_FUNCTION},
@@ -149,6 +150,31 @@ def test_bfcl_questions_with_possible_answers(tmp_path):
         "x": {"type": "number"}, "y": {"type": "number"}, "point": {"type": "array", "items": {"type": "integer"}},
         "note": {}}
     assert (mona.calls, mona.system, mona.query) == ([], "Be exact.", "Who painted the Mona Lisa?")
+
+
+def test_bfcl_defaults_nobody_asked_for_are_left_out(tmp_path):
+    # BFCL lists a parameter's Python default next to "" (may be left out): trained on, such rows teach
+    # a model to invent values for optional arguments. Kept only where the conversation states them.
+    unit = {"type": "string"}
+    function = {"name": "fall.speed", "description": "Final speed of a falling object.", "parameters": {
+        "type": "dict", "properties": {"height": {"type": "integer"}, "gravity": {"type": "float"}, "unit": unit,
+                                       "exact": {"type": "boolean"}, "stops": {"type": "array", "items": unit}},
+        "required": ["height"]}}
+    answer = {"fall.speed": {"height": [100], "gravity": ["", 9.81], "unit": ["m/s", ""], "exact": ["", True],
+                             "stops": [["Oslo", "Rome"], ""]}}
+    spec = bfcl_files(tmp_path, [
+        {"id": "simple_0", "question": [[{"role": "user", "content": "Speed after a 100 m drop?"}]],
+         "function": [function]},
+        {"id": "simple_1", "question": [[{"role": "user", "content": "100 m drop at g = 9.81, in M/S, via Rome"}]],
+         "function": [function]},
+        {"id": "simple_2", "question": [[{"role": "system", "content": "Answers are in m/s."},
+                                         {"role": "user", "content": "Speed after one hundred meters?"}]],
+         "function": [function]},
+    ], [{"id": f"simple_{i}", "ground_truth": [answer]} for i in range(3)])
+    unasked, stated, in_system = imported(spec)
+    assert unasked.calls[0]["arguments"] == {"height": 100}
+    assert stated.calls[0]["arguments"] == {"height": 100, "gravity": 9.81, "unit": "m/s", "stops": ["Oslo", "Rome"]}
+    assert in_system.calls[0]["arguments"] == {"height": 100, "unit": "m/s"}
 
 
 def test_bfcl_missing_answer_and_multi_turn_are_errors_with_lines(tmp_path):
@@ -197,7 +223,7 @@ def test_bfcl_none_means_left_out_and_nested_answers_are_chosen_per_key(tmp_path
     spec = bfcl_files(tmp_path, [
         {"id": "live_simple_0", "question": [[{"role": "user", "content": "AC to cool"}]], "function": [nested]},
         {"id": "live_simple_1", "question": [[{"role": "user", "content": "AC to dry, fan 9000"}]], "function": [nested]},
-    ], [{"id": "live_simple_0", "ground_truth": [{"set_ac": {"body": [{"mode": ["COOL"], "power": ["", True],
+    ], [{"id": "live_simple_0", "ground_truth": [{"set_ac": {"body": [{"mode": ["COOL"], "power": [True],
                                                                       "fan": [""]}], "token": [None]}}]},
         {"id": "live_simple_1", "ground_truth": [{"set_ac": {"body": [{"mode": ["DRY"], "fan": ["dontcare"]}]}}]}])
     examples, skipped = import_examples({**spec, "skip_invalid": True})

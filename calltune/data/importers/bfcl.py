@@ -5,8 +5,11 @@ are rejected); function: BFCL declarations ("dict"/"float"/"tuple"/"any" types b
 "object"/"number"/"array"/unconstrained). ground_truth: [{name: {param: [acceptable values]}}],
 or, in the exec_* categories, Python call expressions ["f(a=1, b=[2])"] read with `ast` (no code
 runs). The first acceptable value other than "" and None is the training target; a parameter with
-no other value ("" = may be left out, None = the Python default) is left out; nested dict answers
-are chosen the same way, key by key. Names like "math.factorial" become "math_factorial".
+no other value ("" = may be left out, None = the Python default) is left out, and so is one that
+may be left out whose value the conversation never states (BFCL lists the Python default there:
+`"gravity": ["", 9.81]` for "dropped from 100 m"; trained on, such rows teach a model to invent
+values for optional arguments nobody asked about); nested dict answers are chosen the same way,
+key by key. Names like "math.factorial" become "math_factorial".
 Entries of the irrelevance categories have no answers: their target is no call.
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 import ast
 import re
 
+from calltune.data.augment import stated
 from calltune.data.examples import Example
 from calltune.data.importers.common import checked_tools, require
 from calltune.data.importers.conversation import split_conversation
@@ -65,7 +69,8 @@ def to_example(raw, path, line):
     system, history, query, _ = split_conversation(turns[0], path, line)
     functions = raw["function"] if isinstance(raw["function"], list) else [raw["function"]]
     tools = checked_tools([bfcl_tool(f) for f in functions], path, line, "function")
-    return Example(query=query, calls=_calls(raw, path, line), tools=tools, path=str(path), line=line,
+    said = "\n".join(message["content"] for message in turns[0])
+    return Example(query=query, calls=_calls(raw, said, path, line), tools=tools, path=str(path), line=line,
                    system=system, history=history, calls_field="ground_truth")
 
 
@@ -101,7 +106,7 @@ def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", name)
 
 
-def _calls(raw, path, line) -> list[dict]:
+def _calls(raw, said: str, path, line) -> list[dict]:
     truth = raw.get("_ground_truth")
     if truth is None:
         if _IRRELEVANCE.match(raw["id"]):
@@ -115,23 +120,24 @@ def _calls(raw, path, line) -> list[dict]:
         (name, params), = entry.items()
         if not isinstance(params, dict):
             raise InputError("ground truth arguments must be an object", path=path, line=line, field="ground_truth")
-        calls.append({"name": safe_name(name), "arguments": _chosen_arguments(params)})
+        calls.append({"name": safe_name(name), "arguments": _chosen_arguments(params, said)})
     return calls
 
 
-def _chosen_arguments(params: dict) -> dict:
+def _chosen_arguments(params: dict, said: str) -> dict:
     """{param: [acceptable values]} -> {param: the training target}. A parameter whose acceptable
-    values are only "" or None (BFCL: "may be left out", "the Python default None") is left out.
+    values are only "" or None (BFCL: "may be left out", "the Python default None") is left out,
+    and so is one that may be left out whose chosen value `said` (the conversation) never states.
     A dict value holds acceptable-value lists again, one level down (BFCL's nested answers)."""
-    return {param: _nested(chosen) for param, values in params.items()
-            if (chosen := _first_acceptable(values)) is not _OMITTED}
+    return {param: _nested(chosen, said) for param, values in params.items()
+            if (chosen := _first_acceptable(values, said)) is not _OMITTED}
 
 
-def _nested(value):
+def _nested(value, said: str):
     if isinstance(value, dict) and all(isinstance(v, list) for v in value.values()):
-        return _chosen_arguments(value)
+        return _chosen_arguments(value, said)
     if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-        return [_nested(v) for v in value]
+        return [_nested(v, said) for v in value]
     return value
 
 
@@ -167,10 +173,17 @@ def _as_json(value):
 _OMITTED = object()
 
 
-def _first_acceptable(values):
+def _first_acceptable(values, said: str):
     if not isinstance(values, list):
         return values
-    return next((v for v in values if v != "" and v is not None), _OMITTED)
+    chosen = next((v for v in values if not _may_omit(v)), _OMITTED)
+    if chosen is not _OMITTED and any(_may_omit(v) for v in values) and not stated(chosen, said):
+        return _OMITTED  # the default BFCL also accepts, never asked for
+    return chosen
+
+
+def _may_omit(value) -> bool:
+    return value is None or (isinstance(value, str) and value == "")
 
 
 def accepted_arguments(params: dict) -> dict:

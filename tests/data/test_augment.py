@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from calltune.data.augment import augment, find_slots, observed_values, refill
+from calltune.data.augment import augment, find_slots, observed_values, refill, stated
 from calltune.data.examples import Example, example_errors
 from calltune.data.spelling import find_dates, find_numbers, find_times
 
@@ -121,6 +121,24 @@ def test_a_value_the_query_does_not_state_is_left_as_it_is():
     rows = variants(example)
     assert {r.calls[0]["arguments"]["days"] for r in rows} == {2}
     assert all(r.query.endswith(" tomorrow?") and r.calls[0]["arguments"]["location"] in r.query for r in rows)
+
+
+@pytest.mark.parametrize("value, text, expected", [
+    (9.81, "dropped from 100 m", False),
+    (100, "dropped from one hundred meters", True),  # numbers in their common spellings
+    ("Fahrenheit", "weather in Oslo in fahrenheit", True),  # any case, whole words
+    ("Fahrenheit", "weather in Oslo in fahr", False),
+    ("New York", "flights to new  york", True),
+    ("2026-03-03", "on March 3 2026", True),  # dates and times as slot detection reads them
+    ("19:00", "at 7pm", True),
+    (["Oslo", "Rome"], "via Rome", True),  # a list: any item
+    ({"city": "Rome", "days": 4}, "four days", True),  # an object: any value
+    (True, "yes, include dissent", False),  # never written, so never stated
+    (None, "none", False),
+    ("a", "a table", False),  # a stop word as a value matches nothing
+])
+def test_stated_reads_values_the_way_slot_detection_does(value, text, expected):
+    assert stated(value, text) is expected
 
 
 def test_derived_values_are_rendered_consistently_or_left_alone():

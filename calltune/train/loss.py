@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from calltune.train import cached_head, prefix_attention
+from calltune.train import prefix_attention
 from calltune.train.datasets import Batch
 from calltune.train.linear_ce import fusable_head, linear_cross_entropy
 
@@ -147,20 +147,15 @@ def splits_attention(body, packed: Packed) -> bool:
             and not getattr(body, "gradient_checkpointing", False))
 
 
-def body_hidden(body, batch: Batch | Packed, prefix: int,
-                prompt_grad: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def body_hidden(body, batch: Batch | Packed, prefix: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(hidden [R, L, H], input ids [R, L], targets [R, L]): a row packed already, the padded batch
-    as is (prefix 0), or the batch packed into one row around its shared head; without
-    prompt_grad (and with grad enabled) the head runs once without gradient and the tails run as
-    a batch on its cached keys and values (calltune.train.cached_head)."""
+    as is (prefix 0), or the batch packed into one row around its shared head."""
     if isinstance(batch, Packed):
         return packed_hidden(body, batch), batch.input_ids, batch.targets[None]
     if prefix == 0:
         hidden = body(input_ids=batch.input_ids, use_cache=False).last_hidden_state
         return hidden, batch.input_ids, batch.targets
     packed = pack_shared_prefix(batch, prefix)
-    if not prompt_grad and torch.is_grad_enabled() and cached_head.supports(body):
-        return cached_head.tail_hidden(body, packed)
     return packed_hidden(body, packed), packed.input_ids, packed.targets[None]
 
 
@@ -171,17 +166,15 @@ def target_logits(parts: LMParts, rows: torch.Tensor) -> torch.Tensor:
     return logits
 
 
-def completion_loss(model, batch: Batch | Packed, share_prefix: bool = True,
-                    prompt_grad: bool = True) -> tuple[torch.Tensor, int]:
+def completion_loss(model, batch: Batch | Packed, share_prefix: bool = True) -> tuple[torch.Tensor, int]:
     """(sum of target-token cross entropies, number of target tokens) for one padded batch, or for
-    one packed row (calltune.train.packing; share_prefix does not apply to it). prompt_grad False:
-    a shared head is not backpropagated through (calltune.train.cached_head; same loss value)."""
+    one packed row (calltune.train.packing; share_prefix does not apply to it)."""
     parts = lm_parts(model)
     packed = isinstance(batch, Packed)
     if packed and not can_pack(parts.body):
         raise ValueError(f"packed rows need eager or sdpa attention, not {parts.body.config._attn_implementation}")
     prefix = shared_prefix_len(batch) if not packed and share_prefix and can_pack(parts.body) else 0
-    hidden, ids, targets = body_hidden(parts.body, batch, prefix, prompt_grad)
+    hidden, ids, targets = body_hidden(parts.body, batch, prefix)
     predicts_target = targets[:, 1:]  # a segment's first token is never a target, so none is predicted across segments
     rows, labels = hidden[:, :-1][predicts_target], ids[:, 1:][predicts_target]
     if fusable_head(parts.head):

@@ -71,7 +71,6 @@ class TrainConfig:
     min_steps: int = 0  # lengthen the run to whole epochs with at least this many optimizer steps
     max_minutes: float = 0  # wall-clock budget of the loop (0 = none): stop, keep best, report
     fit_schedule: bool = False  # a run that would overrun max_minutes follows the budget's clock down the cosine
-    prompt_grad: bool = True  # False: a shared head runs without gradient, its keys and values cached (cached_head)
     shard_optimizer: bool = False  # with > 1 process: AdamW state sharded across them (ZeRO-1)
 
     @classmethod
@@ -212,7 +211,7 @@ class Trainer:
             batch = self.batch(ids, self.train_set)
             torch.manual_seed(micro_seed(self.cfg.seed, self.state.step, index))
             with self._kernels():
-                loss, _ = completion_loss(self.model, batch, self.cfg.share_prefix, self.cfg.prompt_grad)
+                loss, _ = completion_loss(self.model, batch, self.cfg.share_prefix)
             (loss / n_targets).backward()
             loss_sum += loss.detach().float()
         self._reduce_grads(loss_sum)

@@ -5,16 +5,20 @@
 #
 #   setsid nohup bash bench/starter_sweep_gpu.sh /tmp/gemma.gguf /tmp/sw bench/configs/starter_budget.json > /tmp/sw.log 2>&1 &
 #
+# A fourth argument names other splits (train/valid/test.jsonl): the new-domain benchmark's, with its
+# held-out file as test (bench/newdomain/README.md, "On a GPU").
+#
 # Needs data/splits (dvc repro split) and runs from a private copy (the device tool re-sends the
 # working tree with every call; a poll must not replace files while Python imports them).
 set -euo pipefail
 gguf=$(realpath "${1:?the embedded Gemma 3 270M GGUF}")
 work=$(realpath -m "${2:-/tmp/sw}")
 configs=${3:-bench/configs/starter_budget.json}
+splits=${4:+$(realpath "$4")}  # default: the copy's data/splits
 if [ -z "${STARTER_SWEEP_COPY:-}" ]; then
   mkdir -p "$work/src"
   tar -C "$(dirname "$0")/.." --exclude='./.*' --exclude=./models --exclude=./node_modules --exclude='*.egg-info' -cf - . | tar -C "$work/src" -xf -
-  STARTER_SWEEP_COPY=1 exec bash "$work/src/bench/starter_sweep_gpu.sh" "$gguf" "$work" "$configs"
+  STARTER_SWEEP_COPY=1 exec bash "$work/src/bench/starter_sweep_gpu.sh" "$gguf" "$work" "$configs" "$splits"
 fi
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD"
@@ -27,5 +31,5 @@ record = resolve_base(sys.argv[1], sys.argv[2], dtype="float32", foundation=foun
 print(f"base: {record['sha256'][:16]}, foundation {record['foundation']['sha256'][:12]}, "
       f"{time.perf_counter() - started:.0f}s", flush=True)
 PY
-python bench/sweep.py "$work/base" "$work/runs" "$configs" --eval-batch 64
+python bench/sweep.py "$work/base" "$work/runs" "$configs" --splits "${splits:-data/splits}" --eval-batch 64
 echo "starter sweep done"

@@ -1,0 +1,54 @@
+"""The new-domain benchmark (bench/newdomain) as splits for bench/sweep.py: generate and split run as
+the pipeline runs them with the benchmark's data and params.yaml's defaults, then the held-out file
+(bench/newdomain/test.jsonl) replaces the test split, checked like evaluate.test_files checks it. So a
+sweep scores the held-out queries where it would score the test split; choose on valid.
+
+    python bench/newdomain_splits.py /tmp/nd          # -> /tmp/nd/splits/{train,valid,test}.jsonl
+    bash bench/starter_sweep_gpu.sh /tmp/gemma.gguf /tmp/sw bench/configs/newdomain_steps.json /tmp/nd/splits
+
+Needs models/base (its tokenizer; `dvc repro base`).
+"""
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from calltune.data.test_files import load_test_file
+from calltune.data.tools import load_tools
+
+BENCH = Path("bench/newdomain")
+
+
+def main(out: Path, params_file: str = "params.yaml", base_model: str = "models/base") -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    params = yaml.safe_load(Path(params_file).read_text())
+    params["generate"].update(tools=str(BENCH / "tools.json"), examples=str(BENCH / "examples.jsonl"), templates="")
+    params["generate"]["synthetic"]["enabled"] = False
+    (out / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    empty = out / "synthetic.jsonl"
+    empty.write_text("")
+    run = [sys.executable, "stages/generate.py", "--params", str(out / "params.yaml"), "--base-model", base_model,
+           "--synthetic", str(empty), "--out", str(out / "dataset.jsonl"), "--metrics", str(out / "data.json")]
+    subprocess.run(run, check=True)
+    subprocess.run([sys.executable, "stages/split.py", "--params", str(out / "params.yaml"), "--dataset",
+                    str(out / "dataset.jsonl"), "--out", str(out / "splits"), "--metrics", str(out / "split.json")],
+                   check=True)
+    splits = out / "splits"
+    held_out = load_test_file(BENCH / "test.jsonl", "newdomain", load_tools(BENCH / "tools.json"),
+                              [splits / "train.jsonl", splits / "valid.jsonl"], params["generate"]["no_call_answer"])
+    tmp = splits / "test.jsonl.tmp"
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in held_out))
+    tmp.replace(splits / "test.jsonl")
+    print(f"{len(held_out)} held-out queries as the test split -> {splits}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out", type=Path, help="folder for params.yaml, dataset.jsonl and splits/")
+    parser.add_argument("--params", default="params.yaml", help="the params the benchmark runs with (default: the defaults)")
+    parser.add_argument("--base-model", default="models/base", help="the base stage's model (for its tokenizer)")
+    args = parser.parse_args()
+    main(args.out, args.params, args.base_model)

@@ -51,7 +51,7 @@ class TrainConfig:
     defaults, for code that builds one by hand (tests, benchmarks), are params.yaml's values, except
     the features below the line, which stay off unless asked for (a test pins both)."""
 
-    lr: float = 1e-3
+    lr: float = 5e-4
     weight_decay: float = 0.0
     warmup_steps: int = 10
     epochs: int = 2

@@ -9,7 +9,6 @@ sweep scores the held-out queries where it would score the test split; choose on
 Needs models/base (its tokenizer; `dvc repro base`).
 """
 import argparse
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -18,18 +17,20 @@ import yaml
 
 from calltune.data.test_files import load_test_file
 from calltune.data.tools import load_tools
+from calltune.io import write_jsonl, write_text
+from calltune.params import load_params
 
 BENCH = Path("bench/newdomain")
 
 
 def main(out: Path, params_file: str = "params.yaml", base_model: str = "models/base") -> None:
     out.mkdir(parents=True, exist_ok=True)
-    params = yaml.safe_load(Path(params_file).read_text())
+    params = load_params(params_file)
     params["generate"].update(tools=str(BENCH / "tools.json"), examples=str(BENCH / "examples.jsonl"), templates="")
     params["generate"]["synthetic"]["enabled"] = False
-    (out / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    write_text(out / "params.yaml", yaml.safe_dump(params, sort_keys=False))
     empty = out / "synthetic.jsonl"
-    empty.write_text("")
+    write_text(empty, "")
     run = [sys.executable, "stages/generate.py", "--params", str(out / "params.yaml"), "--base-model", base_model,
            "--synthetic", str(empty), "--out", str(out / "dataset.jsonl"), "--metrics", str(out / "data.json")]
     subprocess.run(run, check=True)
@@ -39,9 +40,7 @@ def main(out: Path, params_file: str = "params.yaml", base_model: str = "models/
     splits = out / "splits"
     held_out = load_test_file(BENCH / "test.jsonl", "newdomain", load_tools(BENCH / "tools.json"),
                               [splits / "train.jsonl", splits / "valid.jsonl"], params["generate"]["no_call_answer"])
-    tmp = splits / "test.jsonl.tmp"
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in held_out))
-    tmp.replace(splits / "test.jsonl")
+    write_jsonl(splits / "test.jsonl", held_out)
     print(f"{len(held_out)} held-out queries as the test split -> {splits}")
 
 

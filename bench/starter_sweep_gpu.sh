@@ -6,7 +6,7 @@
 #   setsid nohup bash bench/starter_sweep_gpu.sh /tmp/gemma.gguf /tmp/sw bench/configs/starter_budget.json > /tmp/sw.log 2>&1 &
 #
 # A fourth argument names other splits (train/valid/test.jsonl): the new-domain benchmark's, with its
-# held-out file as test (bench/newdomain/README.md, "On a GPU").
+# held-out file as test (made by bench/newdomain_splits.py).
 #
 # Needs data/splits (dvc repro split) and runs from a private copy (the device tool re-sends the
 # working tree with every call; a poll must not replace files while Python imports them).

@@ -4,6 +4,11 @@ the pipeline runs them with the benchmark's data and params.yaml's defaults, the
 sweep scores the held-out queries where it would score the test split; choose on valid.
 
     python bench/newdomain_splits.py /tmp/nd          # -> /tmp/nd/splits/{train,valid,test}.jsonl
+    python bench/newdomain_splits.py /tmp/nd-aug --params /tmp/params-aug.yaml --sources-of /tmp/nd
+
+`--sources-of DIR` compares generate settings on equal terms: the split is redrawn when the dataset
+changes, so instead train keeps only the rows made from DIR's training examples, and DIR's valid
+split is reused as is (the same rows to choose on; no valid query is trained on, checked).
     bash bench/starter_sweep_gpu.sh /tmp/gemma.gguf /tmp/sw bench/configs/newdomain_steps.json /tmp/nd/splits
 
 Needs models/base (its tokenizer; `dvc repro base`).
@@ -17,13 +22,14 @@ import yaml
 
 from calltune.data.test_files import load_test_file
 from calltune.data.tools import load_tools
-from calltune.io import write_jsonl, write_text
+from calltune.io import read_jsonl, write_jsonl, write_text
 from calltune.params import load_params
 
 BENCH = Path("bench/newdomain")
 
 
-def main(out: Path, params_file: str = "params.yaml", base_model: str = "models/base") -> None:
+def main(out: Path, params_file: str = "params.yaml", base_model: str = "models/base",
+         sources_of: Path | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     params = load_params(params_file)
     params["generate"].update(tools=str(BENCH / "tools.json"), examples=str(BENCH / "examples.jsonl"), templates="")
@@ -38,10 +44,28 @@ def main(out: Path, params_file: str = "params.yaml", base_model: str = "models/
                     str(out / "dataset.jsonl"), "--out", str(out / "splits"), "--metrics", str(out / "split.json")],
                    check=True)
     splits = out / "splits"
+    if sources_of is not None:
+        same_sources(splits, out / "dataset.jsonl", sources_of / "splits")
     held_out = load_test_file(BENCH / "test.jsonl", "newdomain", load_tools(BENCH / "tools.json"),
                               [splits / "train.jsonl", splits / "valid.jsonl"], params["generate"]["no_call_answer"])
     write_jsonl(splits / "test.jsonl", held_out)
     print(f"{len(held_out)} held-out queries as the test split -> {splits}")
+
+
+def same_sources(splits: Path, dataset: Path, reference: Path) -> None:
+    """Train on the rows of `dataset` made from `reference`'s training examples; valid is `reference`'s."""
+    rows = lambda path: [row for _, row in read_jsonl(path)]
+    sources = {row["meta"]["source"] for row in rows(reference / "train.jsonl")}
+    valid = rows(reference / "valid.jsonl")
+    train = [row for row in rows(dataset) if row["meta"]["source"] in sources]
+    asked = {row["messages"][0]["content"].lower() for row in valid}
+    leaked = [row["id"] for row in train if row["messages"][0]["content"].lower() in asked]
+    if leaked:
+        raise SystemExit(f"{len(leaked)} training rows ask a valid query of {reference}: {leaked[:5]}")
+    write_jsonl(splits / "train.jsonl", train)
+    write_jsonl(splits / "valid.jsonl", valid)
+    print(f"train: {len(train)} rows from the {len(sources)} sources of {reference / 'train.jsonl'}; "
+          f"valid: its {len(valid)} rows")
 
 
 if __name__ == "__main__":
@@ -49,5 +73,7 @@ if __name__ == "__main__":
     parser.add_argument("out", type=Path, help="folder for params.yaml, dataset.jsonl and splits/")
     parser.add_argument("--params", default="params.yaml", help="the params the benchmark runs with (default: the defaults)")
     parser.add_argument("--base-model", default="models/base", help="the base stage's model (for its tokenizer)")
+    parser.add_argument("--sources-of", type=Path, help="a folder this script made: train only on the rows of its "
+                        "training examples and reuse its valid split (compares generate settings)")
     args = parser.parse_args()
-    main(args.out, args.params, args.base_model)
+    main(args.out, args.params, args.base_model, args.sources_of)

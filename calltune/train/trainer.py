@@ -72,7 +72,6 @@ class TrainConfig:
     max_minutes: float = 0  # wall-clock budget of the loop (0 = none): stop, keep best, report
     fit_schedule: bool = False  # a run that would overrun max_minutes follows the budget's clock down the cosine
     shard_optimizer: bool = False  # with > 1 process: AdamW state sharded across them (ZeRO-1)
-    keep: str = "best"  # the weights the run ends with: "best" (lowest valid loss) or "last" (the final step's)
 
     @classmethod
     def from_params(cls, train: dict, seed: int) -> "TrainConfig":
@@ -249,8 +248,7 @@ class Trainer:
         s = self.state
         if s.best_loss is None or valid_loss < s.best_loss:
             s.best_loss, s.best_step, s.bad_evals = valid_loss, s.step, 0
-            if self.cfg.keep == "best":  # keep "last": the best step is still reported, its weights not held
-                self.best = trainable_state(self.model)
+            self.best = trainable_state(self.model)
         else:
             s.bad_evals += 1
             s.stopped_early = 0 < self.cfg.patience <= s.bad_evals

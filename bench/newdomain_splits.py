@@ -1,7 +1,8 @@
 """The new-domain benchmark (bench/newdomain) as splits for bench/sweep.py: generate and split run as
 the pipeline runs them with the benchmark's data and params.yaml's defaults, then the held-out file
 (bench/newdomain/test.jsonl) replaces the test split, checked like evaluate.test_files checks it. So a
-sweep scores the held-out queries where it would score the test split; choose on valid.
+sweep scores the held-out queries where it would score the test split, and the separately written
+dev file (bench/newdomain/dev.jsonl) as a third split; choose on dev or valid, never on test.
 
     python bench/newdomain_splits.py /tmp/nd          # -> /tmp/nd/splits/{train,valid,test}.jsonl
     python bench/newdomain_splits.py /tmp/nd-aug --params /tmp/params-aug.yaml --sources-of /tmp/nd
@@ -49,7 +50,10 @@ def main(out: Path, params_file: str = "params.yaml", base_model: str = "models/
     held_out = load_test_file(BENCH / "test.jsonl", "newdomain", load_tools(BENCH / "tools.json"),
                               [splits / "train.jsonl", splits / "valid.jsonl"], params["generate"]["no_call_answer"])
     write_jsonl(splits / "test.jsonl", held_out)
-    print(f"{len(held_out)} held-out queries as the test split -> {splits}")
+    dev = load_test_file(BENCH / "dev.jsonl", "dev", load_tools(BENCH / "tools.json"),
+                         [splits / "train.jsonl", splits / "valid.jsonl"], params["generate"]["no_call_answer"])
+    write_jsonl(splits / "dev.jsonl", dev)
+    print(f"{len(held_out)} held-out queries as the test split, {len(dev)} dev queries to choose on -> {splits}")
 
 
 def same_sources(splits: Path, dataset: Path, reference: Path) -> None:

@@ -1,5 +1,5 @@
-"""bench/newdomain: a second domain written for the benchmark (8 examples per tool, no templates)
-and its separately written held-out file, valid and fair."""
+"""bench/newdomain: a second domain written for the benchmark (8 examples per tool, no templates),
+its separately written held-out file (reported) and dev file (chosen on), each valid and fair."""
 
 from collections import Counter
 
@@ -27,9 +27,9 @@ def examples(tools):
     return load_examples(BENCH / "examples.jsonl", tools)
 
 
-@pytest.fixture(scope="module")
-def held_out(tools):
-    return load_examples(BENCH / "test.jsonl", tools)
+@pytest.fixture(scope="module", params=["test.jsonl", "dev.jsonl"])
+def held_out(request, tools):
+    return load_examples(BENCH / request.param, tools)
 
 
 def test_six_new_tools_each_called_by_exactly_eight_examples(tools, examples):
@@ -38,9 +38,9 @@ def test_six_new_tools_each_called_by_exactly_eight_examples(tools, examples):
     assert Counter(n for e in examples for n in {c["name"] for c in e.calls}) == {name: 8 for name in names}
 
 
-def test_the_held_out_file_is_big_varied_and_separate(examples, held_out):
+def test_the_held_out_files_are_big_varied_and_separate(examples, held_out):
     n = len(held_out)
-    assert n >= 60
+    assert n >= 40
     assert 0.12 <= sum(not e.calls for e in held_out) / n <= 0.2
     assert sum(len(e.calls) > 1 for e in held_out) >= 4
     assert {c["name"] for e in held_out for c in e.calls} == {c["name"] for e in examples for c in e.calls}
@@ -61,3 +61,12 @@ def test_no_held_out_query_is_generated_for_training_and_its_places_are_in_no_ba
     banked = {v.casefold() for name in TEXT_BANKS for v in bank(name)}
     unseen = places - trained
     assert len(unseen) >= 8 and not {p.casefold() for p in unseen} & banked  # new places stay new
+
+
+def test_dev_and_held_out_files_share_no_query_and_no_place(tools):
+    test, dev = (load_examples(BENCH / name, tools) for name in ("test.jsonl", "dev.jsonl"))
+    assert len(test) >= 60
+    assert not {normalise_text(e.query) for e in dev} & {normalise_text(e.query) for e in test}
+    places = lambda rows: {c["arguments"][k].casefold() for e in rows for c in e.calls
+                           for k in ("near", "station", "origin", "destination") if k in c["arguments"]}
+    assert not places(dev) & places(test) - {"home", "work"}

@@ -8,7 +8,8 @@
 # A fourth argument names other splits (train/valid/test.jsonl): the new-domain benchmark's, with its
 # held-out file as test (made by bench/newdomain_splits.py).
 #
-# Needs data/splits (dvc repro split) and runs from a private copy (the device tool re-sends the
+# On a machine without internet, install bench/gpu_wheels.sh's wheels first (the project's transformers
+# and tokenizer pins). Needs data/splits (dvc repro split) and runs from a private copy (the device tool re-sends the
 # working tree with every call; a poll must not replace files while Python imports them).
 set -euo pipefail
 gguf=$(realpath "${1:?the embedded Gemma 3 270M GGUF}")

@@ -11,10 +11,6 @@
    gets its share to within one group, and strata too small to reach valid or test on their own
    (fewer than about 1/ratio groups) still feed them through the running deficit, in turns
    decided by the seed, instead of all landing in train.
-4. Nothing the examples teach is dealt away whole: a tool, or a value of an enum argument, that only
-   groups in valid or test call is brought back by moving the smallest such group to train (ties:
-   the earliest). With a handful of examples per tool this happens (the new-domain benchmark's one
-   `flat_tyre` report and its augmented rows all went to valid); with the starter data it does not.
 """
 
 from __future__ import annotations
@@ -49,7 +45,6 @@ def split_dataset(records: list[dict], ratios: dict, near_duplicate: float, seed
     siblings = family_pairs(kept)
     clusters = groups(len(kept), pairs + siblings)
     side = _deal(clusters, [stratum(r) for r in kept], [ratios[s] for s in SPLITS], seed)
-    moved = _cover(clusters, [taught(r) for r in kept], side)
     splits = {name: [kept[i] for i in range(len(kept)) if side[i] == k] for k, name in enumerate(SPLITS)}
     for name in SPLITS:
         if ratios[name] > 0 and not splits[name]:
@@ -67,7 +62,6 @@ def split_dataset(records: list[dict], ratios: dict, near_duplicate: float, seed
         "augmented_families": len({family(r) for r in kept if "origin" in r["meta"]}),
         "largest_group": max((len(c) for c in clusters), default=0),
         "family_cross_split": sum(side[i] != side[j] for i, j in siblings),
-        "moved_to_train": moved,
     }
     if report["overlap"] or report["near_duplicate_cross_split"] or report["family_cross_split"]:
         raise RuntimeError(f"split leaked examples between splits: {report}")
@@ -94,37 +88,6 @@ def family_pairs(records: list[dict]) -> list[tuple[int, int]]:
 
 def stratum(record: dict) -> tuple[str, ...]:
     return tuple(sorted(record["meta"]["calls"]))
-
-
-def taught(record: dict) -> set[tuple]:
-    """What a record teaches that a split can take away: the tools it calls and the enum values it passes."""
-    enums = {(tool["function"]["name"], name) for tool in record.get("tools", [])
-             for name, schema in tool["function"].get("parameters", {}).get("properties", {}).items()
-             if "enum" in schema}
-    keys = set()
-    for message in record["messages"]:
-        for call in message.get("tool_calls") or []:
-            name, arguments = call["function"]["name"], call["function"]["arguments"]
-            keys.add(("tool", name))
-            keys.update(("enum", name, arg, repr(value)) for arg, value in arguments.items() if (name, arg) in enums)
-    return keys
-
-
-def _cover(clusters: list[list[int]], keys: list[set], side: list[int]) -> int:
-    """Move to train (index 0) the fewest, smallest groups so that train holds every key some group
-    holds; returns how many groups moved."""
-    in_train = set().union(*(keys[i] for i, k in enumerate(side) if k == 0))
-    moved = 0
-    for key in sorted(set().union(*keys) - in_train):
-        if key in in_train:  # brought in by an earlier move
-            continue
-        group = min((c for c in clusters if side[c[0]] != 0 and any(key in keys[i] for i in c)),
-                    key=lambda c: (len(c), c[0]))
-        for i in group:
-            side[i] = 0
-            in_train |= keys[i]
-        moved += 1
-    return moved
 
 
 def overlap(splits: dict[str, list[dict]]) -> int:

@@ -2,7 +2,7 @@ from collections import Counter
 
 import pytest
 
-from calltune.data.split import SPLITS, split_dataset, taught
+from calltune.data.split import SPLITS, split_dataset
 from calltune.errors import InputError
 
 RATIOS = {"train": 0.8, "valid": 0.1, "test": 0.1}
@@ -108,41 +108,3 @@ def test_rows_made_from_one_example_stay_in_its_split():
         landed.update(side[rows[i]["id"]] for i in range(0, 200, 10))
     # big groups are dealt like single rows: families reach valid and test about as often as others
     assert set(landed) == set(SPLITS) and 0.65 <= landed["train"] / 200 <= 0.9
-
-
-def with_unit(record, unit):
-    """The record as a get_weather call passing `unit`, an enum argument."""
-    tool = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {
-        "city": {"type": "string"}, "unit": {"type": "string", "enum": ["celsius", "fahrenheit", "kelvin"]}}}}}
-    call = {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Oslo", "unit": unit}}}
-    return {**record, "tools": [tool], "messages": [record["messages"][0], {"role": "assistant", "tool_calls": [call]}]}
-
-
-def test_taught_reads_the_tools_called_and_the_enum_values_passed():
-    row = with_unit(record(0, "kelvin in oslo", ["get_weather"]), "kelvin")
-    assert taught(row) == {("tool", "get_weather"), ("enum", "get_weather", "unit", "'kelvin'")}
-    assert taught(record(1, "sing a song")) == set()  # no call, nothing to keep
-
-
-def test_a_value_only_one_group_teaches_is_moved_to_train_and_counted():
-    rows = dataset()
-    rows[:100] = [with_unit(r, "celsius" if i % 2 else "fahrenheit") for i, r in enumerate(rows[:100])]
-    rare = len(rows)
-    rows.append(with_unit(record(rare, "kelvin reading for oslo please", ["get_weather"]), "kelvin"))
-    for k in range(3):  # its augmented siblings travel with it
-        sibling = with_unit(record(rare + 1 + k, f"kelvin figure {k} for oslo", ["get_weather"]), "kelvin")
-        sibling["meta"]["origin"] = rows[rare]["id"]
-        rows.append(sibling)
-    moved = Counter()
-    for seed in range(12):
-        result = split_dataset(rows, RATIOS, 0.8, seed=seed)
-        train = {r["id"] for r in result.splits["train"]}
-        assert all(r["id"] in train for r in rows[rare:])
-        assert result.report["family_cross_split"] == 0 and result.report["overlap"] == 0
-        moved[result.report["moved_to_train"]] += 1
-    assert moved[1] >= 1 and set(moved) <= {0, 1}  # some seeds dealt it to valid or test: moved back, counted
-
-
-def test_nothing_moves_when_train_already_holds_everything():
-    result = split_dataset(dataset(), RATIOS, 0.8, seed=1)
-    assert result.report["moved_to_train"] == 0

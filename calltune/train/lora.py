@@ -80,6 +80,38 @@ def make_trainable(model, method: str, lora: dict, gradient_checkpointing: bool 
                          field="train.lora.target_modules") from None
 
 
+def init_from_adapter(model, adapter_dir, method: str, lora: dict) -> None:
+    """Start `model`'s adapter (made by make_trainable) from the weights saved in `adapter_dir`
+    (save_trained's PEFT layout): a warm start, such as more training of a shipped adapter. The
+    saved adapter must have the same method, rank, alpha and modules; anything else is an
+    InputError naming train.init_adapter."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from calltune.io import read_json
+
+    adapter_dir, field = Path(adapter_dir), "train.init_adapter"
+    weights, config_file = adapter_dir / "adapter_model.safetensors", adapter_dir / "adapter_config.json"
+    if method not in ADAPTER_METHODS:
+        raise InputError(f"only an adapter can start from an adapter (train.method is {method!r})", field=field)
+    for need in (weights, config_file):
+        if not need.is_file():
+            raise InputError("not a PEFT adapter directory: this file is missing", path=need, field=field)
+    config = read_json(config_file)
+    wanted = {"r": lora["rank"], "lora_alpha": lora["alpha"], "use_dora": method == "dora"}
+    for key, value in wanted.items():
+        if config.get(key, False if key == "use_dora" else None) != value:
+            raise InputError(f"the adapter has {key}={config.get(key)!r}, this run {value!r}", path=config_file,
+                             field=field)
+    result = set_peft_model_state_dict(model, load_file(weights))
+    missing = sorted(k for k in result.missing_keys if "lora_" in k)
+    if missing or result.unexpected_keys:
+        names = (missing or list(result.unexpected_keys))[:2]
+        raise InputError(f"the adapter's modules differ from train.lora.target_modules' ({len(missing)} missing, "
+                         f"{len(result.unexpected_keys)} unexpected, e.g. {', '.join(names)})", path=weights,
+                         field=field)
+
+
 def trainable_state(model) -> dict[str, torch.Tensor]:
     """Detached CPU copies of the trainable parameters, by name."""
     return {name: p.detach().to("cpu", copy=True) for name, p in model.named_parameters() if p.requires_grad}

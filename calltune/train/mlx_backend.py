@@ -44,6 +44,7 @@ def check_supported(tp: dict) -> None:
     unsupported = {
         "method": tp["method"] != "lora", "resume": tp["resume"], "patience": tp["patience"] > 0,
         "device": tp["device"] not in ("auto", "cpu", "mps"), "packing": tp.get("packing", False) in (True, "padded"),
+        "init_adapter": bool(tp.get("init_adapter")),
     }
     for key, bad in unsupported.items():
         if bad:

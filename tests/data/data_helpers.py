@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
-import yaml
-
-ROOT = Path(__file__).resolve().parents[2]
+from stage_helpers import ROOT, repo_params, stage_main  # noqa: F401 (re-exported)
 
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "Weather for a city.",
@@ -39,23 +36,6 @@ def tools_file(tmp_path: Path) -> Path:
 def weather(location, **extra) -> dict:
     return {"name": "get_weather", "arguments": {"location": location, **extra}}
 
-
-def load_stage(name: str):
-    """The click command of stages/NAME.py."""
-    spec = importlib.util.spec_from_file_location(f"stage_{name}", ROOT / "stages" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
-
-
-def params_file(tmp_path: Path, **blocks) -> Path:
-    """The repository's params.yaml with some blocks' keys replaced, written to tmp_path."""
-    params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
-    for block, values in blocks.items():
-        params[block].update(values)
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(params), encoding="utf-8")
-    return path
 
 
 def errors_of(excinfo) -> list:

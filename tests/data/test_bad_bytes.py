@@ -19,7 +19,7 @@ from calltune.data.tools import load_tools
 from calltune.errors import InputError
 from calltune.io import read_json, read_jsonl, read_text
 from calltune.params import load_params
-from data_helpers import ROOT, WEATHER, load_stage, params_file, tools_file, weather, write_jsonl
+from data_helpers import ROOT, WEATHER, stage_main, repo_params, tools_file, weather, write_jsonl
 
 TOOLS = [WEATHER]
 EXAMPLES = b"".join(json.dumps(row).encode() + b"\n" for row in [
@@ -105,7 +105,7 @@ def test_the_error_names_the_line_of_the_first_bad_byte(tmp_path):
         read_text(path)
 
 
-generate_stage = load_stage("generate")
+generate_stage = stage_main("generate")
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -117,7 +117,7 @@ def test_generate_stage_exits_2_names_the_file_and_writes_nothing(tiny_gemma_dir
         files = {"tools": tools_file(tmp), "examples": tmp / "examples.jsonl", "templates": tmp / "templates.yaml"}
         files["examples"].write_bytes(EXAMPLES)
         files["templates"].write_bytes(TEMPLATES)
-        files["params"] = params_file(tmp, generate={
+        files["params"] = repo_params(tmp, generate={
             "tools": str(files["tools"]), "examples": str(files["examples"]), "templates": str(files["templates"]),
             "imports": [], "augment": {"enabled": False, "per_example": 0, "target_per_tool": 0},
             "no_call_share": 0}, model={"format": "auto"})

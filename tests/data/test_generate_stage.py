@@ -4,16 +4,16 @@ import pytest
 from click.testing import CliRunner
 
 from calltune.data.dataset import load_dataset
-from data_helpers import load_stage, params_file, tools_file, weather, write_jsonl
+from data_helpers import stage_main, repo_params, tools_file, weather, write_jsonl
 
-generate_stage = load_stage("generate")
+generate_stage = stage_main("generate")
 
 
 @pytest.fixture
 def project(tmp_path):
     rows = [{"query": "Weather in Oslo?", "calls": [weather("Oslo")]}, {"query": "Sing", "calls": []},
             {"query": "Lima and Pune?", "calls": [weather("Lima"), weather("Pune")]}]
-    params = params_file(tmp_path, generate={
+    params = repo_params(tmp_path, generate={
         "tools": str(tools_file(tmp_path)), "examples": str(write_jsonl(tmp_path / "examples.jsonl", rows)),
         "templates": "", "imports": [], "augment": {"enabled": False, "per_example": 0, "target_per_tool": 0},
         "no_call_share": 0}, model={"format": "auto"})
@@ -67,7 +67,7 @@ def test_duplicates_are_warned_about_on_stderr(project, tiny_gemma_dir):
 def test_default_params_add_augmented_and_bank_rows_and_count_them(project, tiny_gemma_dir):
     tmp_path, _ = project
     rows = [{"query": f"What's the weather in {city}?", "calls": [weather(city)]} for city in ("Oslo", "Lima", "Pune")]
-    params = params_file(tmp_path, generate={
+    params = repo_params(tmp_path, generate={
         "tools": str(tools_file(tmp_path)), "examples": str(write_jsonl(tmp_path / "examples.jsonl", rows)),
         "templates": "", "imports": []}, model={"format": "auto"})  # augment and no_call_share as shipped
     result, out, metrics = run(tmp_path, params, tiny_gemma_dir)

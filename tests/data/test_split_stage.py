@@ -3,9 +3,9 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from data_helpers import load_stage, params_file, write_jsonl
+from data_helpers import stage_main, repo_params, write_jsonl
 
-split_stage = load_stage("split")
+split_stage = stage_main("split")
 NAMES = ("train.jsonl", "valid.jsonl", "test.jsonl")
 WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet"]
 
@@ -25,7 +25,7 @@ def dataset(tmp_path):
 
 
 def run(tmp_path, dataset, out_name="splits", **split):
-    params = params_file(tmp_path, split=split) if split else params_file(tmp_path)
+    params = repo_params(tmp_path, split=split) if split else repo_params(tmp_path)
     out, metrics = tmp_path / out_name, tmp_path / f"{out_name}.json"
     result = CliRunner().invoke(split_stage, ["--params", str(params), "--dataset", str(dataset),
                                               "--out", str(out), "--metrics", str(metrics)])

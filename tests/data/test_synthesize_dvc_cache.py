@@ -11,14 +11,12 @@ from __future__ import annotations
 import hashlib
 import http.server
 import json
-import os
-import subprocess
-import sys
 from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
 from data_helpers import CALCULATOR, ROOT, WEATHER, weather, write_json, write_jsonl
+from dvc_helpers import commit_project, dvc_env, run
 from http_helpers import serving_in_thread
 
 REPLIES = {  # tool -> the items its reply holds: all valid, none a duplicate
@@ -62,13 +60,6 @@ def counting_endpoint():
         yield f"{base}/v1", requests
 
 
-def run(cwd: Path, env: dict, *args: str) -> str:
-    """stdout + stderr of a command in the project; a failure fails the test with its output."""
-    proc = subprocess.run(args, check=False, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout + proc.stderr
-
-
 def project(tmp: Path, base_url: str) -> None:
     """The repository's synthesize stage, its data and params, in a fresh directory."""
     stage = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]["synthesize"]
@@ -100,21 +91,13 @@ def sha256(path: Path) -> str:
 def test_a_rerun_with_the_same_params_comes_from_the_run_cache_without_calling_the_endpoint(tmp_path):
     tmp = tmp_path / "project"
     tmp.mkdir()
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-           "DVC_NO_ANALYTICS": "1", "DVC_SITE_CACHE_DIR": str(tmp_path / "dvc-site"),
-           "DVC_GLOBAL_CONFIG_DIR": str(tmp_path / "dvc-global"), "DVC_SYSTEM_CONFIG_DIR": str(tmp_path / "dvc-system"),
-           "GIT_CONFIG_NOSYSTEM": "1"}
+    env = dvc_env(tmp_path)
     env.pop("CALLTUNE_UNSET_KEY_VAR", None)  # no API key: no Authorization header
     with counting_endpoint() as (url, requests):
         project(tmp, url)
-        run(tmp, env, "git", "init", "-q")
-        run(tmp, env, "git", "config", "user.email", "test@example.com")
-        run(tmp, env, "git", "config", "user.name", "test")
-        run(tmp, env, "dvc", "init", "-q")
-        run(tmp, env, "git", "add", "-A")
-        run(tmp, env, "git", "commit", "-qm", "project")
+        commit_project(tmp, env, "project")
 
-        first = run(tmp, env, "dvc", "repro")
+        first = run(tmp, env, "dvc", "repro", with_stderr=True)
         assert requests == ["get_weather", "calculator"], first  # one request per tool
         records = [json.loads(line) for line in (tmp / OUT).read_text(encoding="utf-8").splitlines()]
         assert [(r["query"], r["provenance"]["tool"]) for r in records] == [
@@ -128,16 +111,16 @@ def test_a_rerun_with_the_same_params_comes_from_the_run_cache_without_calling_t
         assert json.loads((tmp / METRICS).read_text())["kept"] == 3
 
         set_synthetic(tmp, temperature=0.9)
-        changed = run(tmp, env, "dvc", "repro")
+        changed = run(tmp, env, "dvc", "repro", with_stderr=True)
         assert requests[2:] == ["get_weather", "calculator"], changed  # a changed param asks again
         assert {json.loads(line)["provenance"]["temperature"] for line in (tmp / OUT).read_text().splitlines()} == {0.9}
 
         set_synthetic(tmp, temperature=0.5)
-        restored = run(tmp, env, "dvc", "repro")
+        restored = run(tmp, env, "dvc", "repro", with_stderr=True)
         assert len(requests) == 4, f"the endpoint was called again: {requests}\n{restored}"
         assert "Stage 'synthesize' is cached - skipping run, checking out outputs" in restored
         assert sha256(tmp / OUT) == out_hash  # the very same examples and provenance
         assert sha256(tmp / METRICS) == metrics_hash  # the uncached metrics come back too
 
-        status = run(tmp, env, "dvc", "status")
+        status = run(tmp, env, "dvc", "status", with_stderr=True)
         assert "up to date" in status.lower(), status

@@ -20,8 +20,8 @@ import yaml
 from click.testing import CliRunner
 from data_helpers import (
     ROOT,
-    load_stage,
-    params_file,
+    stage_main,
+    repo_params,
     tools_file,
     weather,
     write_json,
@@ -35,7 +35,7 @@ from calltune.errors import InputError
 from calltune.llama_server import free_port
 from calltune.params import validate_params
 
-synthesize_stage = load_stage("synthesize")
+synthesize_stage = stage_main("synthesize")
 KEY_ENV = "CALLTUNE_TEST_API_KEY"
 SECRET = "sk-test-0123456789-SECRET"
 NO_CALL = "Sorry, no tool fits."
@@ -70,7 +70,7 @@ def reply_of(*items) -> dict:
 
 
 def run_stage(tmp_path, gen: dict):
-    params = params_file(tmp_path, generate=gen)
+    params = repo_params(tmp_path, generate=gen)
     out, metrics = tmp_path / "out" / "examples.jsonl", tmp_path / "metrics" / "synthetic.json"
     result = CliRunner().invoke(synthesize_stage, ["--params", str(params), "--out", str(out),
                                                    "--metrics", str(metrics)])
@@ -389,11 +389,11 @@ def test_generate_checks_synthetic_examples_like_the_others(tmp_path):
 
 
 def test_the_generate_stage_reads_the_synthetic_file_only_when_enabled(tmp_path, tiny_gemma_dir):
-    generate_stage = load_stage("generate")
+    generate_stage = stage_main("generate")
     synthetic = write_jsonl(tmp_path / "synthetic.jsonl", [{"query": "Weather in Lima?", "calls": [weather("Lima")]}])
 
     def stats(enabled: bool) -> dict:
-        params = params_file(tmp_path, generate=gen_block(tmp_path, settings("http://unused/v1", enabled=enabled)),
+        params = repo_params(tmp_path, generate=gen_block(tmp_path, settings("http://unused/v1", enabled=enabled)),
                              model={"format": "auto"})
         metrics = tmp_path / f"data-{enabled}.json"
         result = CliRunner().invoke(generate_stage, [

@@ -9,7 +9,7 @@ from pathlib import Path
 TESTS = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(TESTS / "data"), str(TESTS / "export")]
 # shared with the data and the GGUF tests
-from data_helpers import ROOT, load_stage, params_file, write_jsonl  # noqa: F401
+from data_helpers import ROOT, stage_main, repo_params, write_jsonl  # noqa: F401
 from gguf_helpers import CALLS, TOOLS, conversation, teach_tool_calls  # noqa: F401
 
 SYSTEM = {"role": "system", "content": "You are a model that can do function calling with the following functions"}

@@ -9,9 +9,9 @@ from calltune.engines.base import Engine
 from calltune.evaluate.predictions import read_predictions
 from calltune.evaluate.targets import get_target
 
-from evaluate_helpers import assert_generates_like, load_stage, models_tree, params_file, taught_examples, write_jsonl
+from evaluate_helpers import assert_generates_like, stage_main, models_tree, repo_params, taught_examples, write_jsonl
 
-evaluate_stage = load_stage("evaluate")
+evaluate_stage = stage_main("evaluate")
 MAX_NEW_TOKENS = 24
 
 
@@ -26,7 +26,7 @@ def taught_workdir(tmp_path_factory, tiny_gemma_dir, taught_gemma_dir):
     export_gguf(work / "models/fused", work / "models/gguf", ["f32"])
     quantize_gguf(work / "models/gguf", work / "models/gguf_quantized", ["q8_0"], threads=1)
     write_jsonl(work / "test.jsonl", taught_examples())
-    params_file(work, evaluate={"max_new_tokens": 32, "limit": 0, "threads": 1})
+    repo_params(work, evaluate={"max_new_tokens": 32, "limit": 0, "threads": 1})
     return work
 
 

@@ -12,10 +12,10 @@ from calltune.evaluate.predictions import read_predictions
 from calltune.evaluate.runner import size_on_disk_mb
 from calltune.formats import get_format
 
-from evaluate_helpers import (CALLS, EMAIL, EXAMPLES, WEATHER, load_stage, models_tree, params_file, taught_examples,
+from evaluate_helpers import (CALLS, EMAIL, EXAMPLES, WEATHER, stage_main, models_tree, repo_params, taught_examples,
                               write_jsonl)
 
-evaluate_stage = load_stage("evaluate")
+evaluate_stage = stage_main("evaluate")
 MAX_NEW_TOKENS = 10
 
 
@@ -23,7 +23,7 @@ MAX_NEW_TOKENS = 10
 def workdir(tmp_path, tiny_gemma_dir):
     models_tree(tmp_path / "models", tiny_gemma_dir)
     write_jsonl(tmp_path / "test.jsonl", EXAMPLES)
-    params_file(tmp_path, evaluate={"max_new_tokens": MAX_NEW_TOKENS, "limit": 3, "threads": 1, "constrained": False})
+    repo_params(tmp_path, evaluate={"max_new_tokens": MAX_NEW_TOKENS, "limit": 3, "threads": 1, "constrained": False})
     return tmp_path
 
 
@@ -144,7 +144,7 @@ def test_tuned_model_scores_on_the_calls_it_learned_and_the_random_base_does_not
     models_tree(tmp_path / "models", tiny_gemma_dir, names=("base",))
     models_tree(tmp_path / "models", taught_gemma_dir, names=("fused",))
     write_jsonl(tmp_path / "test.jsonl", taught_examples())
-    params_file(tmp_path, evaluate={"max_new_tokens": 32, "limit": 0, "threads": 1})
+    repo_params(tmp_path, evaluate={"max_new_tokens": 32, "limit": 0, "threads": 1})
     scores = {}
     for target in ("base", "tuned"):
         result = run(tmp_path, target)
@@ -168,7 +168,7 @@ def held_out_workdir(workdir, rows, test_files=None):
     (workdir / "tools.json").write_text(_json.dumps([WEATHER, EMAIL]))
     write_jsonl(workdir / "held.jsonl", rows)
     write_jsonl(workdir / "train.jsonl", EXAMPLES[:2])
-    params_file(workdir, evaluate={"max_new_tokens": MAX_NEW_TOKENS, "limit": 0, "threads": 1, "constrained": False,
+    repo_params(workdir, evaluate={"max_new_tokens": MAX_NEW_TOKENS, "limit": 0, "threads": 1, "constrained": False,
                                    "test_files": test_files or [{"name": "held", "path": str(workdir / "held.jsonl")}]},
                 generate={"tools": str(workdir / "tools.json")})
 

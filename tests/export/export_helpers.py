@@ -2,31 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
-import yaml
 from gguf_helpers import CALLS, TOOLS, conversation
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def stage_main(name: str):
-    """The click command of stages/NAME.py, run in-process with click's CliRunner."""
-    spec = importlib.util.spec_from_file_location(f"calltune_stage_{name}", ROOT / "stages" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
-
-
-def write_params(path: Path, **blocks) -> Path:
-    """The repository's params.yaml with some keys of some blocks replaced."""
-    params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
-    for block, values in blocks.items():
-        params[block].update(values)
-    path.write_text(yaml.safe_dump(params), encoding="utf-8")
-    return path
+from stage_helpers import ROOT, repo_params, stage_main  # noqa: F401 (re-exported)
 
 
 def write_check_examples(path: Path) -> Path:

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 from click.testing import CliRunner
-from export_helpers import copy_without_chat_template, stage_main, write_params
+from export_helpers import copy_without_chat_template, stage_main, repo_params
 from gguf_helpers import CALLS, TOOLS, conversation
 
 from calltune.errors import InputError
@@ -111,7 +111,7 @@ def test_incomplete_model_dir_names_the_missing_file(tiny_gemma_dir, tmp_path):
 
 def test_export_stage_writes_layout_and_metrics(tool_onnx, check_examples, tmp_path):
     fused = tool_onnx[0]
-    params = write_params(tmp_path / "params.yaml", export={"onnx": True, "gguf": [], "check_examples": 3,
+    params = repo_params(tmp_path / "params.yaml", export={"onnx": True, "gguf": [], "check_examples": 3,
                                                             "check_max_new_tokens": 24})
     args = ["--params", str(params), "--fused", str(fused), "--onnx-out", str(tmp_path / "onnx"),
             "--examples", str(check_examples), "--metrics", str(tmp_path / "metrics.json")]

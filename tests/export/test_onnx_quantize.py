@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import pytest
 from click.testing import CliRunner
-from export_helpers import stage_main, write_params
+from export_helpers import stage_main, repo_params
 
 from calltune.errors import InputError
 from calltune.export import onnx_quantize
@@ -132,7 +132,7 @@ def test_unknown_variant_and_missing_model(tool_onnx, tmp_path):
 
 def test_quantize_stage_writes_variants_and_metrics(tool_onnx, check_examples, tmp_path):
     _, onnx_dir, _, _ = tool_onnx
-    params = write_params(tmp_path / "params.yaml", quantize={"onnx": ["int8", "q4"], "gguf": [],
+    params = repo_params(tmp_path / "params.yaml", quantize={"onnx": ["int8", "q4"], "gguf": [],
                                                               "check_examples": 2, "check_max_new_tokens": 16})
     args = ["--params", str(params), "--onnx-dir", str(onnx_dir), "--out", str(tmp_path / "q"),
             "--examples", str(check_examples), "--metrics", str(tmp_path / "metrics.json")]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -16,6 +15,7 @@ from safetensors.torch import load_file
 from calltune.errors import InputError
 from calltune.train.run import run_training
 from calltune.train.session import SUMMARY_FILE, TrainPaths
+from stage_helpers import stage_main
 from train_helpers import ROOT, tiny_params, write_params
 
 
@@ -36,10 +36,7 @@ def stage_in_process(tmp_path: Path, params: dict, train: Path, valid: Path, bas
     """The same click command, invoked in this process (fast failure-path checks)."""
     from click.testing import CliRunner
 
-    spec = importlib.util.spec_from_file_location("train_stage", ROOT / "stages" / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return CliRunner().invoke(module.main, stage_args(tmp_path, params, train, valid, base))
+    return CliRunner().invoke(stage_main("train"), stage_args(tmp_path, params, train, valid, base))
 
 
 def paths(tmp_path: Path, splits, base: Path) -> TrainPaths:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dvc_helpers import commit_project, dvc_env, run
 from train_helpers import ROOT, canonical_rows, tiny_params, write_params, write_rows
 
 GRID = [("0.001", "2"), ("0.003", "2"), ("0.003", "4")]  # (train.lr, train.lora.rank)
@@ -26,21 +26,6 @@ GRID = [("0.001", "2"), ("0.003", "2"), ("0.003", "4")]  # (train.lr, train.lora
 # ~60-90 s on 2 shared CPU cores (DVC sets up a workspace and starts a Python per experiment): .ci/run
 # runs it with the slow suite.
 pytestmark = pytest.mark.slow
-
-
-def dvc_env(tmp_path: Path) -> dict[str, str]:
-    """DVC and git isolated from the machine's configs; one CPU thread per training process."""
-    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-            "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "DVC_NO_ANALYTICS": "1",
-            "DVC_SITE_CACHE_DIR": str(tmp_path / "dvc-site"), "DVC_GLOBAL_CONFIG_DIR": str(tmp_path / "dvc-global"),
-            "DVC_SYSTEM_CONFIG_DIR": str(tmp_path / "dvc-system"), "GIT_CONFIG_NOSYSTEM": "1",
-            "GIT_CONFIG_GLOBAL": str(tmp_path / "gitconfig")}
-
-
-def run(cwd: Path, env: dict, *args: str, timeout: int = 120) -> str:
-    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, f"{' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
-    return done.stdout
 
 
 def train_stage(base: Path) -> dict:
@@ -58,12 +43,7 @@ def make_project(repo: Path, base: Path, env: dict) -> None:
     write_rows(repo / "data" / "splits" / "valid.jsonl", canonical_rows(4, seed=2))
     write_params(repo / "params.yaml", tiny_params(max_steps=2, eval_every=2, save_every=2))
     (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"train": train_stage(base)}}, sort_keys=False))
-    run(repo, env, "git", "init", "-q")
-    run(repo, env, "git", "config", "user.email", "test@example.com")
-    run(repo, env, "git", "config", "user.name", "test")
-    run(repo, env, "dvc", "init", "-q")
-    run(repo, env, "git", "add", "-A")
-    run(repo, env, "git", "commit", "-qm", "a tiny train stage")
+    commit_project(repo, env, "a tiny train stage")
 
 
 def experiments(table: str) -> list[dict]:

@@ -6,7 +6,8 @@ each prompt padded with distractor tools, split into train and valid.
 2. The tool bank (foundation/toolbank: tools, templates and examples per everyday domain).
 3. Composed parallel rows: 2..4 single-call requests joined into one message with every call;
    varied parallel rows: one request asking for its call at 2..4 values of one argument in one
-   clause ("the weather in Paris, Oslo and Rome"); and
+   clause ("the weather in Paris, Oslo and Rome"); paired parallel rows: the same with two
+   neighbouring values varied in step ("$30 in Chicago and $52 in Austin"); and
    swapped no-call rows: a call row's request offered only tools that cannot serve it (unrelated
    tools from the whole pool, and near ones: other tools of the request's own tool-bank domain).
 4. Distractors: every prompt declares its own tools plus 0..distractors_max others drawn from the
@@ -74,8 +75,11 @@ def build_corpus(cfg: dict, seed: int) -> Corpus:
                                 cfg.get("compose_max_parts", 2))
     varied = vary_parallel([ex for _, ex in sources], cfg.get("vary_parallel", 0), rng,
                            cfg.get("compose_max_parts", 2))
+    paired = vary_pairs([ex for _, ex in sources], cfg.get("vary_pairs", 0), rng, cfg.get("compose_max_parts", 2))
     report["composed_parallel"], report["varied_parallel"] = len(composed), len(varied)
+    report["paired_parallel"] = len(paired)
     sources += [("composed", ex) for ex in composed] + [("varied", ex) for ex in varied]
+    sources += [("paired", ex) for ex in paired]
     pool = distractor_pool(ex for _, ex in sources)
     swapped = swap_no_call([ex for _, ex in sources], cfg.get("swap_no_call", 0), pool, rng)
     near = swap_near([ex for kind, ex in sources if kind == "toolbank"], cfg.get("swap_near", 0), rng)
@@ -219,6 +223,92 @@ def _vary(ex: Example, slot, k: int, observed: dict, rng: random.Random) -> Exam
         calls.append(call)
     row = replace(ex, query=ex.query[:start] + listed + ex.query[end:], calls=calls, accept=None, answer=None,
                   line=None, path=f"{ex.source}~varied")
+    return None if example_errors(row) else row
+
+
+def vary_pairs(examples: list[Example], n: int, rng: random.Random, max_values: int = 2) -> list[Example]:
+    """`n` parallel rows that vary two arguments in step inside one clause ("tax on $30 in Chicago"
+    -> "tax on $30 in Chicago and $52 in Austin", two calls that differ in both): BFCL's parallel
+    requests often list value pairs, which vary_parallel's rows (one value varied) do not teach, and
+    a model taught only those keeps the first pair's other value for every call. The two values are
+    augmentation slots stated next to each other (at most three words between them, no punctuation
+    and no "and"),
+    each listable as vary_parallel's value is; the segment from the first value to the second is
+    repeated with 1..max_values-1 new pairs."""
+    singles = lone_single_calls(examples)
+    observed = augment.observed_values(singles)
+    out, tries = [], 0
+    while len(out) < n and singles and tries < 20 * n:
+        tries += 1
+        ex = rng.choice(singles)
+        pairs = _adjacent_pairs(ex)
+        if pairs and (row := _vary_pair(ex, rng.choice(pairs), rng.randint(2, max(2, max_values)), observed, rng)):
+            out.append(row)
+    return out
+
+
+_LIST_WORDS = {"and", "or", "plus", "both", "also", "then"}
+_PAIR_LISTS = ("{a} and {b}", "{a} & {b}")  # no "both": it would stand before the first value, inside the clause
+
+
+def _adjacent_pairs(ex: Example) -> list[tuple]:
+    """Pairs of slots of `ex` whose values stand next to each other in its query and can be listed
+    together: one mention each, whole arguments of different keys, a short gap without punctuation
+    or a word that would read as the list's own joint ("and"), no article before either, no other
+    number in the query when one is a number, short texts."""
+    slots = sorted((s for s in augment.find_slots(ex) if len(s.mentions) == 1
+                    and all(r.span is None and r.index is None for r in s.refs)), key=lambda s: s.mentions[0][0])
+    pairs = []
+    for a, b in zip(slots, slots[1:]):
+        (a0, a1, _), (b0, b1, _) = a.mentions[0], b.mentions[0]
+        gap = ex.query[a1:b0]
+        if (a1 > b0 or len(gap.split()) > 3 or any(c in gap for c in ",.;:!?()&'\"\n")
+                or _LIST_WORDS & set(gap.casefold().split())):  # "72 inches and 160, 175 inches and 304"
+            continue
+        if {r.key for r in a.refs} & {r.key for r in b.refs}:
+            continue
+        if augment.ARTICLE.search(ex.query[:a0]) or augment.ARTICLE.search(ex.query[:b0]):
+            continue
+        if "number" in (a.kind, b.kind) and any(
+                m.kind == "number" and not spelling.overlaps(m.span, (a0, a1)) and not spelling.overlaps(m.span, (b0, b1))
+                for m in spelling.find_all(ex.query)):
+            continue
+        if any(s.kind == "text" and not _short_text(ex.query[s.mentions[0][0]:s.mentions[0][1]]) for s in (a, b)):
+            continue
+        pairs.append((a, b))
+    return pairs
+
+
+def _vary_pair(ex: Example, pair: tuple, k: int, observed: dict, rng: random.Random) -> Example | None:
+    """`ex` asking for its call at k value pairs (its own first), or None when fewer fit."""
+    a, b = pair
+    used_a, used_b, extra = {augment.fold(a.value)}, {augment.fold(b.value)}, []
+    for _ in range(k - 1):
+        new_a = augment.choose(a, observed, rng, ex.query, used_a)
+        new_b = augment.choose(b, observed, rng, ex.query, used_b)
+        if new_a is None or new_b is None:
+            break
+        used_a.add(augment.fold(new_a[0]))
+        used_b.add(augment.fold(new_b[0]))
+        extra.append((new_a, new_b))
+    if not extra:
+        return None
+    (a0, a1, _), (b0, b1, _) = a.mentions[0], b.mentions[0]
+    if any(s.kind == "text" and not _short_text(new[1][0]) for pair_values in extra for s, new in zip((a, b), pair_values)):
+        return None
+    gap = ex.query[a1:b0]
+    segments = [ex.query[a0:b1]] + [ta[0] + gap + tb[0] for (_, ta), (_, tb) in extra]
+    listed = (rng.choice(_PAIR_LISTS).format(a=segments[0], b=segments[1]) if len(segments) == 2 else
+              ", ".join(segments[:-1]) + rng.choice((" and ", ", and ")) + segments[-1])
+    calls = [ex.calls[0]]
+    for (value_a, _), (value_b, _) in extra:
+        call = {"name": ex.calls[0]["name"], "arguments": dict(ex.calls[0]["arguments"])}
+        for slot, value in ((a, value_a), (b, value_b)):
+            for ref in slot.refs:
+                call["arguments"][ref.key] = augment.argument_value(slot, value)
+        calls.append(call)
+    row = replace(ex, query=ex.query[:a0] + listed + ex.query[b1:], calls=calls, accept=None, answer=None,
+                  line=None, path=f"{ex.source}~paired")
     return None if example_errors(row) else row
 
 

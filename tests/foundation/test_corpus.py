@@ -15,7 +15,7 @@ from calltune.data.text import normalise_text
 from calltune.errors import InputError
 from calltune.foundation import bfcl_data
 from calltune.foundation.corpus import (build_corpus, compose_parallel, swap_near, swap_no_call, tool_name,
-                                       vary_parallel, with_distractors)
+                                       vary_pairs, vary_parallel, with_distractors)
 from calltune.params import load_params
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,7 +34,7 @@ def example(query: str, calls: list[str], tools: list[str]) -> Example:
 
 @pytest.fixture(scope="module")
 def real_corpus():
-    return build_corpus({**CFG, "compose_parallel": 300}, seed=1234)
+    return build_corpus({**CFG, "compose_parallel": 300, "vary_pairs": 300}, seed=1234)
 
 
 def test_no_held_out_function_or_question_reaches_training(real_corpus):
@@ -58,6 +58,7 @@ def test_corpus_mixes_sources_and_call_shapes(real_corpus):
     report = real_corpus.report
     assert report["kinds"]["bfcl"] > 1500 and report["kinds"]["toolbank"] > 1000 and report["kinds"]["composed"] > 250
     assert report["kinds"]["varied"] > 0.9 * CFG["vary_parallel"]  # values to vary are found in the real rows
+    assert report["kinds"]["paired"] > 0.9 * 300 and report["paired_parallel"] == 300  # ... and pairs of them
     assert report["train_calls"]["no_call"] > 500 and report["train_calls"]["parallel"] > 250
     assert report["n_valid"] > 0 and report["split"]["overlap"] == 0
     assert set(report["bfcl"]) == set(CFG["bfcl_categories"])
@@ -265,3 +266,45 @@ def test_values_that_cannot_be_listed_are_not_varied():
     assert vary_parallel(two_numbers + bodies, 10, random.Random(0), max_values=3) == []  # "3, 5 and 4"; prose
     varied = vary_parallel(article, 10, random.Random(0), max_values=3)
     assert varied and all(len({c["arguments"]["city"] for c in r.calls}) == 1 for r in varied)  # the unit; no "a Oslo"
+
+
+BOOK = {"type": "function", "function": {"name": "book_table", "description": "Book a restaurant table.",
+        "parameters": {"type": "object", "properties": {
+            "guests": {"type": "integer"}, "city": {"type": "string"}, "terrace": {"type": "boolean"}},
+            "required": ["guests", "city"]}}}
+
+
+def _booking(query: str, guests: int, city: str, line: int) -> Example:
+    return Example(query=query, calls=[{"name": "book_table", "arguments": {"guests": guests, "city": city,
+                                                                            "terrace": True}}],
+                   tools=[BOOK], path="bank.yaml", line=line)
+
+
+def test_paired_rows_vary_two_neighbouring_values_in_step():
+    """BFCL's "$30.45 in Chicago and $52.33 in Sacramento": the segment from one value to the next is
+    listed with new pairs, one call per pair in the order written, both values new in every call,
+    the unstated argument kept."""
+    cities = ["Oslo", "Lima", "Quito", "Hanoi", "Perth", "Dakar"]
+    singles = [_booking(f"Book a table for {g} in {c} please", g, c, i) for i, (g, c) in enumerate(zip(range(2, 8), cities))]
+    rows = vary_pairs(singles, 40, random.Random(0), max_values=3)
+    assert len(rows) == 40 and {len(r.calls) for r in rows} == {2, 3}
+    for row in rows:
+        assert row.path.endswith("~paired") and row.line is None and row.query.startswith("Book a table for ")
+        guests = [c["arguments"]["guests"] for c in row.calls]
+        called = [c["arguments"]["city"] for c in row.calls]
+        assert len(set(guests)) == len(set(called)) == len(row.calls)  # both values new in every call
+        assert all(c["arguments"]["terrace"] is True for c in row.calls)
+        where = [row.query.index(f"{g} in {c}") for g, c in zip(guests, called)]
+        assert where == sorted(where) and row.query.endswith(" please")
+    assert rows == vary_pairs(singles, 40, random.Random(0), max_values=3)
+
+
+def test_values_apart_or_ambiguous_are_not_paired():
+    cities = ["Oslo", "Lima", "Quito"]
+    apart = [_booking(f"Book {g} seats. The city is {c}", g, c, i) for i, (g, c) in enumerate(zip((2, 3, 4), cities))]
+    far = [_booking(f"Book {g} seats at some nice place in {c}", g, c, i)
+           for i, (g, c) in enumerate(zip((2, 3, 4), cities))]
+    numbers = [_booking(f"At 8 book {g} in {c}", g, c, i) for i, (g, c) in enumerate(zip((2, 3, 4), cities))]
+    joined = [_booking(f"Book {g} and {c}", g, c, i) for i, (g, c) in enumerate(zip((2, 3, 4), cities))]
+    assert vary_pairs(apart + far + numbers + joined, 10, random.Random(0), max_values=3) == []
+    assert vary_pairs(apart, 0, random.Random(0)) == []

@@ -170,60 +170,10 @@ def vary_parallel(examples: list[Example], n: int, rng: random.Random, max_value
     after "a"/"an" is not varied (the article would fit one value only), nor a number next to another
     number ("legs of 3, 5 and 6 and 40" would not say which is which), nor free text of more than four
     words or with punctuation ("both here you go and could we talk?")."""
-    singles = lone_single_calls(examples)
-    observed = augment.observed_values(singles)
-    out, tries = [], 0
-    while len(out) < n and singles and tries < 20 * n:
-        tries += 1
-        ex = rng.choice(singles)
-        slots = [s for s in augment.find_slots(ex) if _listable(s, ex.query)]
-        if slots and (row := _vary(ex, rng.choice(slots), rng.randint(2, max(2, max_values)), observed, rng)):
-            out.append(row)
-    return out
+    def options(ex: Example) -> list[tuple]:
+        return [(s,) for s in augment.find_slots(ex) if _listable(s, ex.query)]
 
-
-def _listable(slot, query: str) -> bool:
-    if len(slot.mentions) != 1 or any(r.span is not None or r.index is not None for r in slot.refs):
-        return False
-    start, end, _ = slot.mentions[0]
-    if augment.ARTICLE.search(query[:start]):
-        return False
-    if slot.kind == "number":
-        return not any(m.kind == "number" and not spelling.overlaps(m.span, (start, end))
-                       for m in spelling.find_all(query))
-    return slot.kind != "text" or _short_text(query[start:end])
-
-
-def _short_text(text: str) -> bool:
-    """Text that reads as one item of a list: at most four words, no punctuation."""
-    return len(text.split()) <= 4 and not any(c in text for c in ",.;:!?()")
-
-
-def _vary(ex: Example, slot, k: int, observed: dict, rng: random.Random) -> Example | None:
-    """`ex` asking for its call with `slot` at k values (its own first), or None when fewer fit."""
-    used, values = {augment.fold(slot.value)}, []
-    for _ in range(k - 1):
-        if (choice := augment.choose(slot, observed, rng, ex.query, used)) is None:
-            break
-        used.add(augment.fold(choice[0]))
-        values.append(choice)
-    if not values:
-        return None
-    start, end, _ = slot.mentions[0]
-    texts = [ex.query[start:end]] + [texts[0] for _, texts in values]
-    if slot.kind == "text" and not all(map(_short_text, texts[1:])):  # texts[0]: checked by _listable
-        return None
-    listed = (rng.choice(_LISTS).format(a=texts[0], b=texts[1]) if len(texts) == 2 else
-              ", ".join(texts[:-1]) + rng.choice((" and ", ", and ")) + texts[-1])
-    calls = [ex.calls[0]]
-    for value, _ in values:
-        call = {"name": ex.calls[0]["name"], "arguments": dict(ex.calls[0]["arguments"])}
-        for ref in slot.refs:
-            call["arguments"][ref.key] = augment.argument_value(slot, value)
-        calls.append(call)
-    row = replace(ex, query=ex.query[:start] + listed + ex.query[end:], calls=calls, accept=None, answer=None,
-                  line=None, path=f"{ex.source}~varied")
-    return None if example_errors(row) else row
+    return _draw(examples, n, rng, max_values, options, _LISTS, "varied")
 
 
 def vary_pairs(examples: list[Example], n: int, rng: random.Random, max_values: int = 2) -> list[Example]:
@@ -232,19 +182,46 @@ def vary_pairs(examples: list[Example], n: int, rng: random.Random, max_values: 
     requests often list value pairs, which vary_parallel's rows (one value varied) do not teach, and
     a model taught only those keeps the first pair's other value for every call. The two values are
     augmentation slots stated next to each other (at most three words between them, no punctuation
-    and no "and"),
-    each listable as vary_parallel's value is; the segment from the first value to the second is
-    repeated with 1..max_values-1 new pairs."""
+    and no "and"), each listable as vary_parallel's value is; the segment from the first value to the
+    second is repeated with 1..max_values-1 new pairs."""
+    return _draw(examples, n, rng, max_values, _adjacent_pairs, _PAIR_LISTS, "paired")
+
+
+def _draw(examples: list[Example], n: int, rng: random.Random, max_values: int, options, joins: tuple,
+          tag: str) -> list[Example]:
+    """Up to `n` rows, each a random single-call example with one of `options(example)` (a tuple of
+    slots) listed at 2..max_values values (_vary); 20 tries per wanted row."""
     singles = lone_single_calls(examples)
     observed = augment.observed_values(singles)
     out, tries = [], 0
     while len(out) < n and singles and tries < 20 * n:
         tries += 1
         ex = rng.choice(singles)
-        pairs = _adjacent_pairs(ex)
-        if pairs and (row := _vary_pair(ex, rng.choice(pairs), rng.randint(2, max(2, max_values)), observed, rng)):
+        found = options(ex)
+        if found and (row := _vary(ex, rng.choice(found), rng.randint(2, max(2, max_values)), observed, rng,
+                                   joins, tag)):
             out.append(row)
     return out
+
+
+def _listable(slot, query: str, beside: tuple[int, int] | None = None) -> bool:
+    """A slot whose value can stand in a list: one mention, a whole argument, no article before it,
+    a number only where no other number is written (but the one `beside` it, listed with it), text
+    only short."""
+    if len(slot.mentions) != 1 or any(r.span is not None or r.index is not None for r in slot.refs):
+        return False
+    start, end, _ = slot.mentions[0]
+    if augment.ARTICLE.search(query[:start]):
+        return False
+    if slot.kind == "number":
+        return not any(m.kind == "number" and not spelling.overlaps(m.span, (start, end))
+                       and not (beside and spelling.overlaps(m.span, beside)) for m in spelling.find_all(query))
+    return slot.kind != "text" or _short_text(query[start:end])
+
+
+def _short_text(text: str) -> bool:
+    """Text that reads as one item of a list: at most four words, no punctuation."""
+    return len(text.split()) <= 4 and not any(c in text for c in ",.;:!?()")
 
 
 _LIST_WORDS = {"and", "or", "plus", "both", "also", "then"}
@@ -252,10 +229,9 @@ _PAIR_LISTS = ("{a} and {b}", "{a} & {b}")  # no "both": it would stand before t
 
 
 def _adjacent_pairs(ex: Example) -> list[tuple]:
-    """Pairs of slots of `ex` whose values stand next to each other in its query and can be listed
-    together: one mention each, whole arguments of different keys, a short gap without punctuation
-    or a word that would read as the list's own joint ("and"), no article before either, no other
-    number in the query when one is a number, short texts."""
+    """Pairs of slots of `ex` whose values stand next to each other in its query, each listable with
+    the other beside it, for different argument keys, with a short gap between them without
+    punctuation or a word that would read as the list's own joint ("and")."""
     slots = sorted((s for s in augment.find_slots(ex) if len(s.mentions) == 1
                     and all(r.span is None and r.index is None for r in s.refs)), key=lambda s: s.mentions[0][0])
     pairs = []
@@ -265,50 +241,50 @@ def _adjacent_pairs(ex: Example) -> list[tuple]:
         if (a1 > b0 or len(gap.split()) > 3 or any(c in gap for c in ",.;:!?()&'\"\n")
                 or _LIST_WORDS & set(gap.casefold().split())):  # "72 inches and 160, 175 inches and 304"
             continue
-        if {r.key for r in a.refs} & {r.key for r in b.refs}:
-            continue
-        if augment.ARTICLE.search(ex.query[:a0]) or augment.ARTICLE.search(ex.query[:b0]):
-            continue
-        if "number" in (a.kind, b.kind) and any(
-                m.kind == "number" and not spelling.overlaps(m.span, (a0, a1)) and not spelling.overlaps(m.span, (b0, b1))
-                for m in spelling.find_all(ex.query)):
-            continue
-        if any(s.kind == "text" and not _short_text(ex.query[s.mentions[0][0]:s.mentions[0][1]]) for s in (a, b)):
+        if ({r.key for r in a.refs} & {r.key for r in b.refs} or not _listable(a, ex.query, beside=(b0, b1))
+                or not _listable(b, ex.query, beside=(a0, a1))):
             continue
         pairs.append((a, b))
     return pairs
 
 
-def _vary_pair(ex: Example, pair: tuple, k: int, observed: dict, rng: random.Random) -> Example | None:
-    """`ex` asking for its call at k value pairs (its own first), or None when fewer fit."""
-    a, b = pair
-    used_a, used_b, extra = {augment.fold(a.value)}, {augment.fold(b.value)}, []
+def _vary(ex: Example, slots: tuple, k: int, observed: dict, rng: random.Random, joins: tuple,
+          tag: str) -> Example | None:
+    """`ex` asking for its call at k values of `slots` (one slot, or neighbours varied in step; its
+    own values first), or None when fewer fit. The query's segment from the first slot to the last
+    is listed once per value set; each call refills every slot."""
+    used, values = [{augment.fold(s.value)} for s in slots], []
     for _ in range(k - 1):
-        new_a = augment.choose(a, observed, rng, ex.query, used_a)
-        new_b = augment.choose(b, observed, rng, ex.query, used_b)
-        if new_a is None or new_b is None:
+        chosen = [augment.choose(slot, observed, rng, ex.query, seen) for slot, seen in zip(slots, used)]
+        if None in chosen:
             break
-        used_a.add(augment.fold(new_a[0]))
-        used_b.add(augment.fold(new_b[0]))
-        extra.append((new_a, new_b))
-    if not extra:
+        for seen, (value, _) in zip(used, chosen):
+            seen.add(augment.fold(value))
+        values.append(chosen)
+    if not values:
         return None
-    (a0, a1, _), (b0, b1, _) = a.mentions[0], b.mentions[0]
-    if any(s.kind == "text" and not _short_text(new[1][0]) for pair_values in extra for s, new in zip((a, b), pair_values)):
+    if any(s.kind == "text" and not _short_text(texts[0]) for chosen in values
+           for s, (_, texts) in zip(slots, chosen)):  # the query's own texts: checked by _listable
         return None
-    gap = ex.query[a1:b0]
-    segments = [ex.query[a0:b1]] + [ta[0] + gap + tb[0] for (_, ta), (_, tb) in extra]
-    listed = (rng.choice(_PAIR_LISTS).format(a=segments[0], b=segments[1]) if len(segments) == 2 else
+    start, end = slots[0].mentions[0][0], slots[-1].mentions[0][1]
+    segments = [ex.query[start:end]]
+    for chosen in values:
+        segment = ex.query[start:end]
+        for slot, (_, texts) in reversed(list(zip(slots, chosen))):
+            s0, s1, _ = slot.mentions[0]
+            segment = segment[:s0 - start] + texts[0] + segment[s1 - start:]
+        segments.append(segment)
+    listed = (rng.choice(joins).format(a=segments[0], b=segments[1]) if len(segments) == 2 else
               ", ".join(segments[:-1]) + rng.choice((" and ", ", and ")) + segments[-1])
     calls = [ex.calls[0]]
-    for (value_a, _), (value_b, _) in extra:
+    for chosen in values:
         call = {"name": ex.calls[0]["name"], "arguments": dict(ex.calls[0]["arguments"])}
-        for slot, value in ((a, value_a), (b, value_b)):
+        for slot, (value, _) in zip(slots, chosen):
             for ref in slot.refs:
                 call["arguments"][ref.key] = augment.argument_value(slot, value)
         calls.append(call)
-    row = replace(ex, query=ex.query[:a0] + listed + ex.query[b1:], calls=calls, accept=None, answer=None,
-                  line=None, path=f"{ex.source}~paired")
+    row = replace(ex, query=ex.query[:start] + listed + ex.query[end:], calls=calls, accept=None, answer=None,
+                  line=None, path=f"{ex.source}~{tag}")
     return None if example_errors(row) else row
 
 

@@ -25,7 +25,8 @@ def schema_errors(instance, schema: dict, path) -> list[InputError]:
         field = ".".join(str(p) for p in err.absolute_path) or None
         reason = err.message
         if err.validator == "additionalProperties":
-            unknown = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+            # YAML keys need not be strings ("? " is a null key, "1:" an int): name them as written
+            unknown = sorted(map(str, set(err.instance) - set(err.schema.get("properties", {}))))
             if unknown:
                 prefix = f"{field}." if field else ""
                 for key in unknown:

@@ -98,3 +98,12 @@ def test_stage_cli_exits_nonzero_with_key_named(tmp_path):
     assert result.returncode == 2
     assert "train.lr" in result.stderr
     assert not (tmp_path / "base").exists()
+
+
+def test_unknown_keys_that_are_not_strings_are_named_not_a_crash():
+    """YAML makes null and int keys ("? " alone, "1: x"): each is an unknown key named as text."""
+    from calltune.params import schema_errors
+
+    schema = {"type": "object", "properties": {"a": {}}, "additionalProperties": False}
+    errors = schema_errors({None: None, 2: 3, "b": 4, "a": 1}, schema, "x.yaml")
+    assert [(e.field, str(e)) for e in errors] == [(f, f"x.yaml [{f}]: unknown key") for f in ("2", "None", "b")]

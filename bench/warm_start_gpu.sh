@@ -6,7 +6,7 @@
 #
 #   setsid nohup bash bench/warm_start_gpu.sh /tmp/gemma.gguf /tmp/ws /tmp/nd/splits > /tmp/ws.log 2>&1 &
 #
-# Variants (trained side by side on the one GPU): `warm` keeps the shipped adapter's corpus (so its valid
+# Variants (WARM_VARIANTS, one after the other): `warm` keeps the shipped adapter's corpus (so its valid
 # loss compares with the shipped 0.0292), `warm-pairs` adds corpus.vary_pairs rows (BFCL's paired
 # parallel shape). The ship rule is set before the run: valid loss below the shipped adapter's on the
 # same corpus (warm only) and starter valid exact >= 0.72 over the three seeds; BFCL and the new
@@ -25,7 +25,9 @@ export PYTHONUNBUFFERED=1 PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD"
 minutes=${WARM_MINUTES:-8}   # the training budget of each variant
 pairs=${WARM_PAIRS:-2000}    # corpus.vary_pairs of the second variant
 config="rank=64,alpha=64,lr=2.5e-4,warmup_steps=30,epochs=4,eval_every=150,max_minutes=$minutes,max_steps=3000"
-config="$config,fit_schedule=true,compile=true,init_adapter=$PWD/calltune/foundation/weights"
+config="$config,fit_schedule=true,compile=true,init_adapter=$PWD/calltune/foundation/weights${WARM_EXTRA:+,$WARM_EXTRA}"
+# WARM_EXTRA: more train keys, e.g. batch_size=8,grad_accum=2 on an 80 GB H100 (16 rows of up to 6,144
+# tokens ran out of its memory; the same optimizer steps in two halves fit)
 step() { python bench/foundation_gpu.py "$@"; }
 
 mkdir -p "$work/warm" "$work/warm-pairs/models"
@@ -36,12 +38,13 @@ params = yaml.safe_load(open("foundation/params.yaml"))
 params["corpus"]["vary_pairs"] = int(sys.argv[2])
 yaml.safe_dump(params, open(sys.argv[1], "w"), sort_keys=False)
 PY
-step base --gguf "$gguf" --params "$work/warm/params.yaml" --work "$work/warm"
+[ -f "$work/warm/models/base/calltune_source.json" ] || step base --gguf "$gguf" --params "$work/warm/params.yaml" --work "$work/warm"
 ln -sfn "$work/warm/models/base" "$work/warm-pairs/models/base"
 
 variant() {  # corpus -> sweep -> adapter for the base stage, then BFCL / starter / new domain side by side
   local name=$1 dir=$work/$1
-  step corpus --params "$dir/params.yaml" --work "$dir"
+  [ -f "$dir/data/valid.jsonl" ] || step corpus --params "$dir/params.yaml" --work "$dir"
+  rm -rf "$dir/runs"
   step sweep --params "$dir/params.yaml" --work "$dir" --config "$name:$config"
   python - "$dir" "$name" <<'PY'
 import shutil, sys
@@ -69,7 +72,8 @@ PY
   wait
   echo "$name done"
 }
-variant warm > "$work/warm.log" 2>&1 &
-variant warm-pairs > "$work/warm-pairs.log" 2>&1 &
-wait
+# One after the other: two trainings side by side ran out of memory on an 80 GB H100 (50 + 29 GB).
+for name in ${WARM_VARIANTS:-warm warm-pairs}; do
+  variant "$name" > "$work/$name.log" 2>&1 || echo "$name failed (exit $?)"
+done
 echo "warm start run done"

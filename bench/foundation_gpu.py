@@ -95,6 +95,7 @@ def sweep(args, params):
     from calltune.train.session import TrainPaths
 
     name, overrides = parse_config(args.config[0])
+    overrides = fit_memory(overrides, _gpu_gib(), params["train"]["batch_size"])
     run = WORK / "runs" / name
     paths = TrainPaths(train=WORK / "data/train.jsonl", valid=WORK / "data/valid.jsonl", base=WORK / "models/base",
                        out=run / "adapter", checkpoints=run / "checkpoints", live=run / "live")
@@ -105,6 +106,23 @@ def sweep(args, params):
     write_json(run / "result.json", result)
     print(f"sweep {name}: best valid loss {summary['best_valid_loss']:.4f} at step {summary['best_step']}"
           f"/{summary['steps']}, {summary['tokens_per_s']:.0f} tok/s, {summary['wall_s']:.0f}s", flush=True)
+
+
+def fit_memory(overrides: dict, gpu_gib: float | None, batch_size: int) -> dict:
+    """The corpus's micro-batch (16 rows of up to 6,144 tokens, padded) needs more memory than an
+    80 GB H100 has (it ran out there, 2026-12-06; ~49 GB at 8 rows): on a card under 100 GiB, half
+    the rows and twice the accumulation, so the optimizer steps stay the same. A config that names
+    batch_size or grad_accum is left as it is."""
+    if gpu_gib is None or gpu_gib >= 100 or {"batch_size", "grad_accum"} & overrides.keys():
+        return overrides
+    print(f"sweep: {gpu_gib:.0f} GiB GPU: batch_size {batch_size // 2} x grad_accum 2 (same steps)", flush=True)
+    return {**overrides, "batch_size": batch_size // 2, "grad_accum": 2}
+
+
+def _gpu_gib() -> float | None:
+    import torch
+
+    return torch.cuda.get_device_properties(0).total_memory / 2**30 if torch.cuda.is_available() else None
 
 
 def _mkdir(path: Path) -> bool:

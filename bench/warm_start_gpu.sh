@@ -24,10 +24,12 @@ cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD"
 minutes=${WARM_MINUTES:-8}   # the training budget of each variant
 pairs=${WARM_PAIRS:-2000}    # corpus.vary_pairs of the second variant
-config="rank=64,alpha=64,lr=2.5e-4,warmup_steps=30,epochs=4,eval_every=150,max_minutes=$minutes,max_steps=3000"
+lr=${WARM_LR:-5e-5}          # 2.5e-4 (30 warmup steps) knocked the shipped adapter off its minimum: valid loss
+                             #   0.0292 -> 0.0379 at step 100, 0.0309 at 293 (foundation/README.md item 12)
+config="rank=64,alpha=64,lr=$lr,warmup_steps=10,epochs=4,eval_every=100,max_minutes=$minutes,max_steps=3000"
 config="$config,fit_schedule=true,compile=true,init_adapter=$PWD/calltune/foundation/weights${WARM_EXTRA:+,$WARM_EXTRA}"
-# WARM_EXTRA: more train keys, e.g. batch_size=8,grad_accum=2 on an 80 GB H100 (16 rows of up to 6,144
-# tokens ran out of its memory; the same optimizer steps in two halves fit)
+# WARM_EXTRA: more train keys (on a card under 100 GiB, bench/foundation_gpu.py halves the micro-batch
+# and accumulates two by itself: 16 rows of up to 6,144 tokens ran out of an 80 GB H100's memory)
 step() { python bench/foundation_gpu.py "$@"; }
 
 mkdir -p "$work/warm" "$work/warm-pairs/models"

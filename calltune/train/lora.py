@@ -8,7 +8,6 @@ from pathlib import Path
 import torch
 
 from calltune.errors import InputError
-from calltune.fuse import ADAPTER_CONFIG, PEFT_WEIGHTS
 
 ALL_LINEAR = "all-linear"
 ADAPTER_METHODS = ("lora", "dora", "qlora")
@@ -92,7 +91,7 @@ def init_from_adapter(model, adapter_dir, method: str, lora: dict) -> None:
     from calltune.io import read_json
 
     adapter_dir, field = Path(adapter_dir), "train.init_adapter"
-    weights, config_file = adapter_dir / PEFT_WEIGHTS, adapter_dir / ADAPTER_CONFIG
+    weights, config_file = adapter_dir / "adapter_model.safetensors", adapter_dir / "adapter_config.json"
     if method not in ADAPTER_METHODS:
         raise InputError(f"only an adapter can start from an adapter (train.method is {method!r})", field=field)
     for need in (weights, config_file):

@@ -36,9 +36,7 @@ def fingerprint(params: dict, paths: TrainPaths) -> str:
 
 def _start_weights(adapter_dir) -> str | None:
     """The sha256 of a warm start's weights (train.init_adapter), so a resume checks them too."""
-    from calltune.fuse import PEFT_WEIGHTS
-
-    weights = Path(adapter_dir) / PEFT_WEIGHTS
+    weights = Path(adapter_dir) / "adapter_model.safetensors"
     return sha256_file(weights) if weights.is_file() else None
 
 

@@ -9,16 +9,10 @@ from calltune.evaluate.metrics import aggregate, judge
 from calltune.evaluate.predictions import read_predictions, write_predictions
 from calltune.evaluate.runner import WARMUP_TOKENS, evaluate_batched, evaluate_target, size_on_disk_mb
 from calltune.formats import get_format
+from evaluate_helpers import WEATHER as WEATHER_TOOL
 
 DEVELOPER = {"role": "developer",
              "content": "You are a model that can do function calling with the following functions"}
-WEATHER_TOOL = {"type": "function", "function": {
-    "name": "get_weather", "description": "Current weather for a city.",
-    "parameters": {"type": "object", "properties": {
-        "location": {"type": "string", "description": "City"},
-        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"], "description": "Unit"},
-    }, "required": ["location"]},
-}}
 
 
 def example(i, question, calls=None, answer=None):

@@ -17,14 +17,14 @@ import argparse
 import json
 import time
 
-import torch
-
 from calltune.data.dataset import load_dataset
 from calltune.engines.torch_engine import TorchEngine
 from calltune.evaluate.metrics import aggregate
+from calltune.evaluate.predictions import read_predictions
 from calltune.evaluate.runner import evaluate_batched, evaluate_target
 from calltune.formats import get_format
 from calltune.params import load_params
+from calltune.train.device import cpu_has_bf16
 
 
 def main():
@@ -43,12 +43,11 @@ def main():
     rows = rows[: args.rows] if args.rows else rows
     fmt = get_format("functiongemma")
     engine = TorchEngine(args.model, threads=args.threads)
-    torch.manual_seed(0)
 
     started = time.perf_counter()
     single = evaluate_target(engine, fmt, rows, max_new_tokens=max_new)
     single_s = time.perf_counter() - started
-    report = {"rows": len(rows), "threads": args.threads, "cpu": _cpu(),
+    report = {"rows": len(rows), "threads": args.threads, "cpu_bf16": cpu_has_bf16(),
               "one_at_a_time": {"s": round(single_s, 1), "exact": aggregate(single)["exact_match"]}}
     print(f"one at a time: {single_s:.1f} s for {len(rows)} rows", flush=True)
     for size in args.batch:
@@ -60,19 +59,9 @@ def main():
                                    "exact": aggregate(batched)["exact_match"], "outputs_differ": differ}
         print(f"batch {size}: {seconds:.1f} s ({single_s / seconds:.2f}x), {len(differ)} outputs differ", flush=True)
     if args.reference:
-        stage = {}
-        with open(args.reference) as f:
-            for line in f:
-                record = json.loads(line)
-                stage[record["id"]] = record["raw_output"]
+        stage = {p.id: p.raw_output for p in read_predictions(args.reference)}
         report["one_at_a_time_vs_stage_differ"] = [p.id for p in single if stage.get(p.id) != p.raw_output]
     print(json.dumps(report, indent=1))
-
-
-def _cpu() -> str:
-    with open("/proc/cpuinfo") as f:
-        flags = next((line for line in f if line.startswith("flags")), "")
-    return "avx512_bf16" if "avx512_bf16" in flags else "avx512" if "avx512f" in flags else "avx2"
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ the same library calls as foundation/dvc.yaml's stages, driven from one script.
     python bench/foundation_gpu.py corpus                              # foundation/data/{train,valid}.jsonl
     python bench/foundation_gpu.py sweep --config r64-lr5e-4:rank=64,lr=5e-4 --config ...
     python bench/foundation_gpu.py final                               # best sweep run -> foundation/adapter (ship it: copy to calltune/foundation/weights),
+                                                                       #   = ship (the adapter) + score (fused model, BFCL)
                                                                        #   fused model, BFCL scores
 
 `sweep` trains each config with calltune's trainer (params from foundation/params.yaml, the
@@ -134,13 +135,13 @@ def sweep_results() -> dict:
     return {p.parent.name: read_json(p) for p in sorted((WORK / "runs").glob("*/result.json"))}
 
 
-def final(args, params):
+def ship(args, params):
+    """The best sweep run's adapter as the foundation/adapter the base stage merges (bf16, stamped)."""
     from calltune.foundation.adapter import shrink_to_bf16, stamp
-    from calltune.fuse import fuse
 
     results = sweep_results()
     best = min(results, key=lambda n: results[n]["best_valid_loss"])
-    print(f"final: {best} (best valid loss {results[best]['best_valid_loss']:.4f})", flush=True)
+    print(f"ship: {best} (best valid loss {results[best]['best_valid_loss']:.4f})", flush=True)
     adapter = WORK / "adapter"
     shutil.rmtree(adapter, ignore_errors=True)
     shutil.copytree(WORK / "runs" / best / "adapter", adapter)
@@ -148,7 +149,13 @@ def final(args, params):
     stamp(WORK / "models/base", adapter)
     write_json(adapter / "sweep.json", {"chosen": best, "by": "best loss on the corpus's valid slice",
                                         "runs": results})
-    fuse(WORK / "models/base", adapter, WORK / "models/fused", dtype=params["fuse"]["dtype"])
+
+
+def score(args, params):
+    """foundation/adapter fused into the base, then held-out BFCL on it."""
+    from calltune.fuse import fuse
+
+    fuse(WORK / "models/base", WORK / "adapter", WORK / "models/fused", dtype=params["fuse"]["dtype"])
     bfcl = params["bfcl"]
     cmd = [sys.executable, "-m", "calltune.evaluate.bfcl", str(WORK / "models/fused"),
            "--out", str(WORK / "metrics/bfcl.json"), "--predictions", str(WORK / "predictions/bfcl.jsonl"),
@@ -159,18 +166,23 @@ def final(args, params):
     subprocess.run(cmd, check=True, cwd=ROOT)
 
 
+def final(args, params):
+    ship(args, params)
+    score(args, params)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=["base", "corpus", "sweep", "final"])
+    parser.add_argument("step", choices=["base", "corpus", "sweep", "ship", "score", "final"])
     parser.add_argument("--params", default=str(WORK / "params.yaml"))
     parser.add_argument("--gguf", help="the embedded Gemma 3 270M GGUF (base step)")
     parser.add_argument("--config", action="append", default=[], help="sweep: name:key=value,... (repeatable)")
-    parser.add_argument("--limit", type=int, default=0, help="final: BFCL items per category (0 = all)")
+    parser.add_argument("--limit", type=int, default=0, help="score/final: BFCL items per category (0 = all)")
     parser.add_argument("--work", default=str(WORK), help="where models/, data/, runs/ go (default foundation/)")
     args = parser.parse_args()
     globals()["WORK"] = Path(args.work).resolve()
     params = load_params(args.params)
-    {"base": base, "corpus": corpus, "sweep": sweep, "final": final}[args.step](args, params)
+    {"base": base, "corpus": corpus, "sweep": sweep, "ship": ship, "score": score, "final": final}[args.step](args, params)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 # The foundation's warm start and its check, in one detached run on a bare GPU machine
 # (foundation/README.md item 11): for each variant, the corpus, a short training that starts from the
 # shipped adapter (train.init_adapter) with a new optimizer and schedule, held-out BFCL on the result
-# (`final`), then the starter's and the new domain's default training on a base built with it.
+# (`score`), then the starter's and the new domain's default training on a base built with it.
 #
 #   setsid nohup bash bench/warm_start_gpu.sh /tmp/gemma.gguf /tmp/ws /tmp/nd/splits > /tmp/ws.log 2>&1 &
 #
@@ -43,30 +43,20 @@ PY
 [ -f "$work/warm/models/base/calltune_source.json" ] || step base --gguf "$gguf" --params "$work/warm/params.yaml" --work "$work/warm"
 ln -sfn "$work/warm/models/base" "$work/warm-pairs/models/base"
 
-variant() {  # corpus -> sweep -> adapter for the base stage, then BFCL / starter / new domain side by side
+variant() {  # corpus -> sweep -> ship (the adapter), then BFCL / starter / new domain side by side
   local name=$1 dir=$work/$1
   [ -f "$dir/data/valid.jsonl" ] || step corpus --params "$dir/params.yaml" --work "$dir"
   rm -rf "$dir/runs"
   step sweep --params "$dir/params.yaml" --work "$dir" --config "$name:$config"
-  python - "$dir" "$name" <<'PY'
-import shutil, sys
-from pathlib import Path
-from calltune.foundation.adapter import shrink_to_bf16, stamp
-dir, name = Path(sys.argv[1]), sys.argv[2]
-ship = dir / "ship"
-shutil.rmtree(ship, ignore_errors=True)
-shutil.copytree(dir / "runs" / name / "adapter", ship)
-shrink_to_bf16(ship / "adapter_model.safetensors")
-stamp(dir / "models/base", ship)
-PY
-  python - "$gguf" "$dir/starter-base" "$dir/ship" <<'PY'
+  step ship --params "$dir/params.yaml" --work "$dir"
+  python - "$gguf" "$dir/starter-base" "$dir/adapter" <<'PY'
 import sys
 from pathlib import Path
 from calltune.base_model import resolve_base
 record = resolve_base(sys.argv[1], sys.argv[2], dtype="float32", foundation=Path(sys.argv[3]))
 print(f"starter base: {record['sha256'][:16]}, foundation {record['foundation']['sha256'][:12]}", flush=True)
 PY
-  step final --params "$dir/params.yaml" --work "$dir" > "$dir/final.log" 2>&1 &
+  step score --params "$dir/params.yaml" --work "$dir" > "$dir/score.log" 2>&1 &
   python bench/sweep.py "$dir/starter-base" "$dir/starter" bench/configs/starter_seeds.json --eval-batch 64 \
     > "$dir/starter.log" 2>&1 &
   python bench/sweep.py "$dir/starter-base" "$dir/nd" bench/configs/newdomain_dev.json --splits "$nd" --eval-batch 64 \

@@ -9,7 +9,8 @@
 # Variants (WARM_VARIANTS, one after the other): `warm` keeps the shipped adapter's corpus (so its valid
 # loss compares with the shipped 0.0292), `warm-pairs` adds corpus.vary_pairs rows (BFCL's paired
 # parallel shape). The ship rule is set before the run: valid loss below the shipped adapter's on the
-# same corpus (warm only) and starter valid exact >= 0.72 over the three seeds; BFCL and the new
+# variant's own valid slice (measured first, into $work/NAME/shipped: new rows change the slice, and
+# the stored adapter is bf16) and starter valid exact >= 0.72 over the three seeds; BFCL and the new
 # domain's test are reported, never chosen on. The new domain's splits come from bench/newdomain_splits.py.
 set -euo pipefail
 gguf=$(realpath "${1:?the embedded Gemma 3 270M GGUF}")
@@ -28,6 +29,10 @@ lr=${WARM_LR:-5e-5}          # 2.5e-4 (30 warmup steps) knocked the shipped adap
                              #   0.0292 -> 0.0379 at step 100, 0.0309 at 293 (foundation/README.md item 12)
 config="rank=64,alpha=64,lr=$lr,warmup_steps=10,epochs=4,eval_every=100,max_minutes=$minutes,max_steps=3000"
 config="$config,fit_schedule=true,compile=true,init_adapter=$PWD/calltune/foundation/weights${WARM_EXTRA:+,$WARM_EXTRA}"
+# the shipped adapter's valid loss on a variant's own corpus: one step at a rate that changes nothing, then the
+# evaluation the last step always gets (the ship rule compares with it)
+reference="rank=64,alpha=64,lr=1e-12,warmup_steps=0,max_steps=1,eval_every=1,max_minutes=$minutes,compile=false"
+reference="$reference,init_adapter=$PWD/calltune/foundation/weights${WARM_EXTRA:+,$WARM_EXTRA}"
 # WARM_EXTRA: more train keys (on a card under 100 GiB, bench/foundation_gpu.py halves the micro-batch
 # and accumulates two by itself: 16 rows of up to 6,144 tokens ran out of an 80 GB H100's memory)
 step() { python bench/foundation_gpu.py "$@"; }
@@ -46,7 +51,10 @@ ln -sfn "$work/warm/models/base" "$work/warm-pairs/models/base"
 variant() {  # corpus -> sweep -> ship (the adapter), then BFCL / starter / new domain side by side
   local name=$1 dir=$work/$1
   [ -f "$dir/data/valid.jsonl" ] || step corpus --params "$dir/params.yaml" --work "$dir"
-  rm -rf "$dir/runs"
+  rm -rf "$dir/runs" "$dir/shipped"
+  # the reference: the shipped adapter (as stored, bf16) on this variant's valid slice
+  step sweep --params "$dir/params.yaml" --work "$dir" --config "shipped:$reference"
+  mv "$dir/runs/shipped" "$dir/shipped"
   step sweep --params "$dir/params.yaml" --work "$dir" --config "$name:$config"
   step ship --params "$dir/params.yaml" --work "$dir"
   python - "$gguf" "$dir/starter-base" "$dir/adapter" <<'PY'

@@ -45,17 +45,24 @@ params = yaml.safe_load(open("foundation/params.yaml"))
 params["corpus"]["vary_pairs"] = int(sys.argv[2])
 yaml.safe_dump(params, open(sys.argv[1], "w"), sort_keys=False)
 PY
-[ -f "$work/warm/models/base/calltune_source.json" ] || step base --gguf "$gguf" --params "$work/warm/params.yaml" --work "$work/warm"
+base_pid=  # the base (dequantize + merge, CPU) builds while the first corpus does
+if [ ! -f "$work/warm/models/base/calltune_source.json" ]; then
+  step base --gguf "$gguf" --params "$work/warm/params.yaml" --work "$work/warm" > "$work/base.log" 2>&1 & base_pid=$!
+fi
 ln -sfn "$work/warm/models/base" "$work/warm-pairs/models/base"
 
 variant() {  # corpus -> sweep -> ship (the adapter), then BFCL / starter / new domain side by side
   local name=$1 dir=$work/$1
   [ -f "$dir/data/valid.jsonl" ] || step corpus --params "$dir/params.yaml" --work "$dir"
+  if [ -n "$base_pid" ]; then wait "$base_pid"; base_pid=; cat "$work/base.log"; fi
   rm -rf "$dir/runs" "$dir/shipped"
-  # the reference: the shipped adapter (as stored, bf16) on this variant's valid slice
-  step sweep --params "$dir/params.yaml" --work "$dir" --config "shipped:$reference"
-  mv "$dir/runs/shipped" "$dir/shipped"
+  # the reference (the shipped adapter, as stored, bf16, on this variant's valid slice) beside the training:
+  # 2 rows a micro-batch fit next to the training's ~49 GB on an 80 GB card
+  step sweep --params "$dir/params.yaml" --work "$dir" --config "shipped:$reference,batch_size=2,grad_accum=1" \
+    > "$dir/shipped.log" 2>&1 & local ref_pid=$!
   step sweep --params "$dir/params.yaml" --work "$dir" --config "$name:$config"
+  wait "$ref_pid"; cat "$dir/shipped.log"
+  mv "$dir/runs/shipped" "$dir/shipped"  # out of runs/ before ship picks the best run
   step ship --params "$dir/params.yaml" --work "$dir"
   python - "$gguf" "$dir/starter-base" "$dir/adapter" <<'PY'
 import sys

@@ -15,7 +15,8 @@ each prompt padded with distractor tools, split into train and valid.
    tool by its description, not by its position or by being the only one offered.
 5. Canonical records (the same `to_record` the generate stage uses), exact duplicates dropped, and
    calltune's leak-free splitter (near-duplicates kept on one side) deals train and valid.
-Everything is a function of the params and the seed.
+Everything is a function of the params and the seed; meta.source names files relative to the
+repository and to bfcl_eval's install, so the corpus is byte-identical wherever it is built.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from calltune.data.split import split_dataset
 from calltune.data.text import normalise_text, query_key
 from calltune.errors import InputError
 from calltune.foundation import bfcl_data
-from calltune.foundation.toolbank import load_toolbank
+from calltune.foundation.toolbank import TOOLBANK_ROOT, load_toolbank
 
 
 @dataclass
@@ -38,6 +39,20 @@ class Corpus:
     train: list[dict]
     valid: list[dict]
     report: dict
+
+
+def machine_roots() -> tuple[str, ...]:
+    """The directories that differ between machines: bfcl_eval's site-packages and the repository."""
+    return tuple(f"{root}/" for root in (bfcl_data.data_dir().parents[1], TOOLBANK_ROOT.parents[1]))
+
+
+def portable_source(source: str, roots: tuple[str, ...]) -> str:
+    """A record's meta.source ("<file>:<line>", joined by "+" for composed rows) without this machine's
+    directories: the absolute paths made every record differ between two checkouts (the
+    "3.11-vs-3.12" corpus sha difference of foundation/README.md). Error messages keep full paths."""
+    for root in roots:
+        source = source.replace(root, "")
+    return source
 
 
 def tool_name(tool: dict) -> str:
@@ -86,8 +101,10 @@ def build_corpus(cfg: dict, seed: int) -> Corpus:
     report["swapped_no_call"], report["swapped_near"] = len(swapped), len(near)
     sources += [("swapped", ex) for ex in swapped + near]
     records, swaps, seen, kinds = [], [], set(), Counter()
+    roots = machine_roots()
     for kind, example in sources:
         record = to_record(with_distractors(example, pool, cfg, rng), "", cfg["no_call_answer"])
+        record["meta"]["source"] = portable_source(record["meta"]["source"], roots)
         key = query_key(record["messages"]) + "\x00" + ",".join(sorted(map(tool_name, example.tools)))
         if key in seen:
             kinds["duplicate"] += 1

@@ -4,6 +4,7 @@ parallel rows, determinism."""
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,8 +15,8 @@ from calltune.data.importers.bfcl import safe_name
 from calltune.data.text import normalise_text
 from calltune.errors import InputError
 from calltune.foundation import bfcl_data
-from calltune.foundation.corpus import (build_corpus, compose_parallel, swap_near, swap_no_call, tool_name,
-                                       vary_pairs, vary_parallel, with_distractors)
+from calltune.foundation.corpus import (build_corpus, compose_parallel, portable_source, swap_near, swap_no_call,
+                                       tool_name, vary_pairs, vary_parallel, with_distractors)
 from calltune.params import load_params
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,6 +76,25 @@ def test_same_seed_same_corpus_other_seed_other_distractors():
     a, b, c = build_corpus(cfg, 7), build_corpus(cfg, 7), build_corpus(cfg, 8)
     assert a.train == b.train and a.valid == b.valid
     assert a.train != c.train
+
+
+def test_sources_name_files_relative_to_the_repo_and_bfcl_eval(real_corpus):
+    # absolute paths made every record of two checkouts' corpora differ (foundation/README.md)
+    records = real_corpus.train + real_corpus.valid
+    parts = [part for r in records for part in r["meta"]["source"].split("+")]
+    assert not [p for p in parts if p.startswith("/") or str(ROOT) in p]
+    prefixes = Counter("/".join(p.split("/")[:2]) for p in parts)
+    assert set(prefixes) == {"bfcl_eval/data", "foundation/toolbank"}
+    files = {p.split(":")[0] for p in parts}  # each names a real file under its root
+    site = bfcl_data.data_dir().parents[1]
+    assert all((site / f if f.startswith("bfcl_eval/") else ROOT / f).is_file() for f in files)
+
+
+def test_portable_source_strips_each_root_in_a_joined_source():
+    roots = ("/x/site-packages/", "/home/me/calltune/")
+    source = "/x/site-packages/bfcl_eval/data/a.json:3+/home/me/calltune/foundation/toolbank/m/e.jsonl:9~swapped"
+    assert portable_source(source, roots) == "bfcl_eval/data/a.json:3+foundation/toolbank/m/e.jsonl:9~swapped"
+    assert portable_source("/elsewhere/f.json:1", roots) == "/elsewhere/f.json:1"
 
 
 POOL = [tool(n) for n in ("get_weather_forecast", "play_song", "send_sms", "book_taxi", "set_alarm", "convert_units",

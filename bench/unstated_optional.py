@@ -59,18 +59,19 @@ def main():
     for split_file, pred_file in zip(args.pairs[::2], args.pairs[1::2]):
         records = {r["id"]: r for r in load_dataset(split_file)}
         predictions = [json.loads(line) for line in open(pred_file)]
+        wants = [(calls, r) for r in records.values() if (calls := expected_calls(r["messages"]))]
+
+        def exact_match(p: dict, calls: list[dict]) -> bool:
+            record = records[p["id"]]
+            return judge(calls, p["parse_error"], p["expected"], record["tools"], record.get("accept")).exact_match
+
+        before = [exact_match(p, p["calls"]) for p in predictions]
         for rule in RULES:
-            exact = won = lost = 0
-            for p in predictions:
-                record = records[p["id"]]
-                accept = record.get("accept")
-                before = judge(p["calls"], p["parse_error"], p["expected"], record["tools"], accept).exact_match
-                calls = drop_unstated(p["calls"], record["tools"], request(record), rule)
-                after = judge(calls, p["parse_error"], p["expected"], record["tools"], accept).exact_match
-                exact += after
-                won += after and not before
-                lost += before and not after
-            wants = [(expected_calls(r["messages"]), r) for r in records.values() if expected_calls(r["messages"])]
+            after = [exact_match(p, drop_unstated(p["calls"], records[p["id"]]["tools"], request(records[p["id"]]), rule))
+                     for p in predictions]
+            exact = sum(after)
+            won = sum(a and not b for a, b in zip(after, before))
+            lost = sum(b and not a for a, b in zip(after, before))
             broken = sum(drop_unstated(calls, r["tools"], request(r), rule) != calls for calls, r in wants)
             print(f"{pred_file.rsplit('/', 1)[-1]:<34} {rule:<9} {exact / len(predictions):>6.3f} ({exact:>2}/{len(predictions):>2})"
                   f" {won:>4} {lost:>4} {broken:>9} of {len(wants):>3}")

@@ -4,7 +4,6 @@ parallel rows, determinism."""
 from __future__ import annotations
 
 import random
-from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -83,8 +82,7 @@ def test_sources_name_files_relative_to_the_repo_and_bfcl_eval(real_corpus):
     records = real_corpus.train + real_corpus.valid
     parts = [part for r in records for part in r["meta"]["source"].split("+")]
     assert not [p for p in parts if p.startswith("/") or str(ROOT) in p]
-    prefixes = Counter("/".join(p.split("/")[:2]) for p in parts)
-    assert set(prefixes) == {"bfcl_eval/data", "foundation/toolbank"}
+    assert {"/".join(p.split("/")[:2]) for p in parts} == {"bfcl_eval/data", "foundation/toolbank"}
     files = {p.split(":")[0] for p in parts}  # each names a real file under its root
     site = bfcl_data.data_dir().parents[1]
     assert all((site / f if f.startswith("bfcl_eval/") else ROOT / f).is_file() for f in files)

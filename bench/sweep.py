@@ -50,15 +50,16 @@ def evaluate(model_dir, fmt, rows, device, eval_batch, max_new_tokens):
     return preds
 
 
-def main(base, out, configs, splits="data/splits", eval_batch=0, params_file="params.yaml"):
+def main(base, out, configs, splits="data/splits", eval_batch=0, params_file="params.yaml",
+         score=("valid", "dev", "test")):
     base, out, splits = Path(base), Path(out), Path(splits)
     out.mkdir(parents=True, exist_ok=True)
     params = yaml.safe_load(Path(params_file).read_text())
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     fmt = get_format("functiongemma")
     # dev: a separately written file to choose on where the valid split is a poor guide (the new domain's)
-    rows = {s: load_dataset(splits / f"{s}.jsonl") for s in ("valid", "dev", "test") if s != "dev" or
-            (splits / "dev.jsonl").is_file()}
+    rows = {s: load_dataset(splits / f"{s}.jsonl") for s in ("valid", "dev", "test") if s in score and (s != "dev" or
+            (splits / "dev.jsonl").is_file())}
     results = []
     for cfg in configs:
         started = time.time()
@@ -111,5 +112,8 @@ if __name__ == "__main__":
     parser.add_argument("--splits", default="data/splits", help="folder with train/valid/test.jsonl")
     parser.add_argument("--eval-batch", type=int, default=0, help="prompts generated together (0/1: one at a time)")
     parser.add_argument("--params", default="params.yaml", help="the params whose train block configs override")
+    parser.add_argument("--score", default="valid,dev,test",
+                        help="the splits to score, comma-separated (default all; dev where the folder has one)")
     args = parser.parse_args()
-    main(args.base, args.out, json.loads(Path(args.configs).read_text()), args.splits, args.eval_batch, args.params)
+    main(args.base, args.out, json.loads(Path(args.configs).read_text()), args.splits, args.eval_batch, args.params,
+         tuple(args.score.split(",")))

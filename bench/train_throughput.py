@@ -48,7 +48,7 @@ import torch  # noqa: E402
 from calltune.train.datasets import TokenizedExample, collate  # noqa: E402
 from calltune.train.device import resolve_device, resolve_dtype  # noqa: E402
 from calltune.train.loss import compile_layers, completion_loss  # noqa: E402
-from calltune.train.packing import pack_examples, resolve_packing  # noqa: E402
+from calltune.train.packing import pack_examples  # noqa: E402
 from calltune.train.trainer import Trainer, TrainConfig  # noqa: E402
 
 GEMMA3_270M = dict(vocab_size=262_144, hidden_size=640, intermediate_size=2048, num_hidden_layers=18,
@@ -287,8 +287,7 @@ def run_calltune(args, examples, dtype, device, share_prefix: bool, compiled: bo
     per_batch = len(examples) / len(trainer.micro_batches(examples, 0))
     del model, trainer
     grouped = " (prompt-grouped, no packing)" if not packing and (args.heterogeneous or args.packing) else ""
-    kind = {True: " packed", "padded": " padded (cross-tool batches, right-padded)",
-            "auto": " auto: mixed (big prompt groups grouped, the rest packed)"}.get(packing, grouped)
+    kind = {True: " packed", "padded": " padded (cross-tool batches, right-padded)"}.get(packing, grouped)
     name = ("calltune" + kind + ("" if share_prefix or packing else " (no prefix sharing)")
             + (" + compiled layers" if compiled else ""))
     return {"name": name, "tokens_per_s": speed, "tokens": tokens, "seconds": seconds, "warmup_s": warm,
@@ -446,8 +445,6 @@ def main(argv=None) -> None:
     if packing:
         runs.append((run_calltune, (True, False, True)))
         runs.append((run_calltune, (True, False, "padded")))
-        if resolve_packing("auto", examples, args.batch_size, args.seed, supported=True) == "mixed":
-            runs.append((run_calltune, (True, False, "auto")))  # a user's rows beside rows with tools of their own
     if args.compile:
         runs.append((run_calltune, (True, True, packing)))
     for without in WITHOUT:

@@ -13,18 +13,13 @@ Knobs (params.yaml train.*):
     packing      true: batches across groups, one packed row each; padded: the same batches,
                  right-padded (no custom mask: the fast path on a GPU); false: length_grouped_batches
                  as before; auto: pack only when grouping leaves batches less than half as full
-                 as they could be (see pack_helps), so data with one tool list is unchanged. When
-                 auto packs and some groups could fill half a batch by themselves, those keep their
-                 grouped batches (the shared head runs once) and only the rest is packed ("mixed",
-                 see mixed_batches): a user's rows beside a few rows with tools of their own.
+                 as they could be (see pack_helps), so data with one tool list is unchanged.
     pack_tokens  most tokens in a packed row (0 = no limit beyond batch_size examples). The mask is
                  dense, so attention over a row costs the square of its length; a row is closed
                  before it would pass the budget (an example longer than it rides alone).
 """
 
 from __future__ import annotations
-
-from collections import Counter
 
 import torch
 
@@ -59,21 +54,6 @@ def packed_batches(examples: list[TokenizedExample], batch_size: int, max_tokens
     return batches
 
 
-def mixed_batches(examples: list[TokenizedExample], batch_size: int, max_tokens: int, seed: int,
-                  epoch: int) -> list[list[int]]:
-    """Grouped batches (length_grouped_batches) for the prompt groups that fill at least half a batch,
-    packed batches (packed_batches) across the rest, in one seeded order. A function of (seed,
-    epoch), and the number of batches is the same every epoch (group sizes and sorted lengths fix it)."""
-    sizes = Counter(ex.group for ex in examples)
-    big = [i for i, ex in enumerate(examples) if 2 * sizes[ex.group] >= batch_size]
-    small = [i for i, ex in enumerate(examples) if 2 * sizes[ex.group] < batch_size]
-    grouped = length_grouped_batches([examples[i] for i in big], batch_size, seed, epoch)
-    packed = packed_batches([examples[i] for i in small], batch_size, max_tokens, seed, epoch)
-    batches = [[big[j] for j in b] for b in grouped] + [[small[j] for j in b] for b in packed]
-    epoch_rng(seed, epoch).shuffle(batches)
-    return batches
-
-
 def pack_examples(examples: list[TokenizedExample]) -> Packed:
     """One row: the examples back to back, segment i = example i, positions 0..len-1 for each.
 
@@ -98,8 +78,7 @@ def pack_helps(examples: list[TokenizedExample], batch_size: int, seed: int) -> 
 
 
 def resolve_packing(mode, examples: list[TokenizedExample], batch_size: int, seed: int, supported: bool) -> bool | str:
-    """train.packing (auto | true | padded | false) -> True (packed rows), "mixed" (auto only: packed
-    rows for the small prompt groups, grouped batches for those that fill half a batch), "padded" or False.
+    """train.packing (auto | true | padded | false) -> True (packed rows), "padded" or False.
     `supported`: the model's attention takes custom 4D masks (eager or sdpa); true without it is
     an InputError. "padded" forms the same batches across prompt groups as true but right-pads
     them instead of packing: no custom mask, so CUDA keeps its fused causal attention kernel
@@ -115,7 +94,4 @@ def resolve_packing(mode, examples: list[TokenizedExample], batch_size: int, see
         return True
     if mode != "auto":
         raise InputError(f"train.packing must be auto, true, padded or false, not {mode!r}", field="train.packing")
-    if not (supported and pack_helps(examples, batch_size, seed)):
-        return False
-    sizes = Counter(ex.group for ex in examples)
-    return "mixed" if any(2 * n >= batch_size for n in sizes.values()) else True
+    return supported and pack_helps(examples, batch_size, seed)

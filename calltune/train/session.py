@@ -89,8 +89,7 @@ class TrainingSummary(TypedDict):
     planned_epochs: int
     extended_by_min_steps: bool
     eval_every: int  # optimizer steps between validation passes in this run
-    packing: bool | str  # rows packed (True), padded packing ("padded"), only the small prompt groups
-    #                      packed ("mixed") or not (False; mlx: always)
+    packing: bool | str  # rows packed (True), padded packing ("padded") or not (False; mlx: always)
     examples_per_micro_batch: float
     stopped_early: bool  # train.patience ran out (mlx: False, patience is torch-only)
     stopped_at_budget: bool  # train.max_minutes ran out before total_steps

@@ -36,7 +36,7 @@ from calltune.train.distributed import SINGLE, Dist, sharded_adamw
 from calltune.train.length import RunLength, projected_s, run_length
 from calltune.train.lora import load_trainable_state, trainable_state
 from calltune.train.loss import can_pack, completion_loss, lm_parts
-from calltune.train.packing import mixed_batches, pack_examples, packed_batches, resolve_packing
+from calltune.train.packing import pack_examples, packed_batches, resolve_packing
 from calltune.train.schedule import cosine, lr_at, progress_at
 
 FIT_AFTER = 4  # steps timed (in this process, after its first, which warms up) before the pace is judged
@@ -140,8 +140,6 @@ class Trainer:
 
     # -- plan ------------------------------------------------------------------------------
     def micro_batches(self, examples: list[TokenizedExample], epoch: int) -> list[list[int]]:
-        if self.pack == "mixed":
-            return mixed_batches(examples, self.cfg.batch_size, self.cfg.pack_tokens, self.cfg.seed, epoch)
         if self.pack:
             return packed_batches(examples, self.cfg.batch_size, self.cfg.pack_tokens, self.cfg.seed, epoch)
         return length_grouped_batches(examples, self.cfg.batch_size, self.cfg.seed, epoch)
@@ -179,10 +177,9 @@ class Trainer:
 
     def batch(self, indices: list[int], examples: list[TokenizedExample]):
         """A packed row, or a right-padded batch (also for a lone example: its plain causal
-        attention needs no mask; and for one prompt group under "mixed": its head runs once)."""
+        attention needs no mask)."""
         chosen = [examples[i] for i in indices]
-        mixes = self.pack is True or (self.pack == "mixed" and len({ex.group for ex in chosen}) > 1)
-        if mixes and len(chosen) > 1:
+        if self.pack is True and len(chosen) > 1:
             return pack_examples(chosen).to(self.device)
         return collate(chosen, self.pad_id).to(self.device)
 

@@ -28,7 +28,7 @@ from calltune.train.datasets import TokenizedExample, collate, length_grouped_ba
 from calltune.train.device import seed_everything
 from calltune.train.lora import load_base_model, make_trainable, trainable_state
 from calltune.train.loss import Packed, attention_masks, completion_loss, full_logits_loss
-from calltune.train.packing import mixed_batches, pack_examples, pack_helps, packed_batches, resolve_packing
+from calltune.train.packing import pack_examples, pack_helps, packed_batches, resolve_packing
 from calltune.train.trainer import Trainer, TrainConfig
 from train_helpers import canonical_rows, heterogeneous_rows, write_rows
 
@@ -223,36 +223,6 @@ def test_auto_on_one_tool_list_is_todays_batches_and_losses(tiny_gemma_dir, hete
     assert [r["train_loss"] for r in a["history"]] == [r["train_loss"] for r in b["history"]]
     assert [r.get("valid_loss") for r in a["history"]] == [r.get("valid_loss") for r in b["history"]]
     assert not a["packing"]
-
-
-def test_auto_keeps_a_big_prompt_group_together_and_packs_the_rest(tiny_gemma_dir, hetero):
-    """A user's rows (one tool list) beside rows that each declare their own tools: auto packs only
-    the latter ("mixed"); the user's batches stay grouped, so their shared head runs once. A step over
-    one grouped and one packed micro-batch moves AdamW as the same examples one at a time do."""
-    train, valid, same = hetero
-    data = same + train  # 0..11 one prompt group, 12..23 a group each
-    assert resolve_packing("auto", data, 4, 5, supported=True) == "mixed"
-    assert resolve_packing("auto", train, 4, 5, supported=True) is True  # no group fills half a batch
-    mixed = make_trainer(tiny_gemma_dir, data, valid, packing="auto", grad_clip=0.0, dropout=0.0)
-    assert mixed.pack == "mixed"
-    for epoch in range(2):
-        batches = [b for step in mixed.epoch_plan(epoch) for b in step]
-        assert sorted(i for b in batches for i in b) == list(range(24))
-        grouped = [b for b in batches if max(b) < 12]
-        packed = [b for b in batches if min(b) >= 12]
-        assert len(grouped) + len(packed) == len(batches) == 6 and len(grouped) == len(packed) == 3
-        assert all(len(b) == 4 for b in batches)
-    assert batches == mixed_batches(data, 4, 0, 5, 1)
-    assert [b for step in mixed.epoch_plan(0) for b in step] != batches  # each epoch its own order
-    assert not isinstance(mixed.batch(grouped[0], data), Packed)  # one group: the shared-head path
-    assert isinstance(mixed.batch(packed[0], data), Packed)
-    one_each = make_trainer(tiny_gemma_dir, data, valid, packing=False, grad_clip=0.0, grad_accum=8, dropout=0.0)
-    two = mixed.optimizer_step([grouped[0], packed[0]])
-    eight = one_each.optimizer_step([[i] for i in grouped[0] + packed[0]])
-    assert two["train_loss"] == pytest.approx(eight["train_loss"], rel=2e-6)
-    for p_mixed, p_plain in zip(mixed.params, one_each.params):
-        a, b = mixed.optimizer.state[p_mixed]["exp_avg"], one_each.optimizer.state[p_plain]["exp_avg"]
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()))
 
 
 def test_resume_mid_epoch_with_packing_continues_exactly(tiny_gemma_dir, hetero, tmp_path):

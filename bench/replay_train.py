@@ -8,7 +8,7 @@ tools, other requests) keep what the foundation knows and make a better model of
 The replayed rows are drawn (seeded) from foundation/toolbank, as the foundation's corpus offers them
 (`with_distractors` with foundation/params.yaml's corpus block, distractors from the bank). Left out:
 a row that declares a tool named like one of the user's, and a row whose request is asked in any split
-(valid, test, dev). Written to OUT: the split's train rows, then the replayed ones.
+(train, valid, test, dev). Written to OUT: the split's train rows, then the replayed ones.
 """
 import argparse
 import random

@@ -115,5 +115,7 @@ if __name__ == "__main__":
     parser.add_argument("--score", default="valid,dev,test",
                         help="the splits to score, comma-separated (default all; dev where the folder has one)")
     args = parser.parse_args()
+    if unknown := set(args.score.split(",")) - {"valid", "dev", "test"}:
+        parser.error(f"--score: unknown splits {sorted(unknown)} (valid, dev, test)")
     main(args.base, args.out, json.loads(Path(args.configs).read_text()), args.splits, args.eval_batch, args.params,
          tuple(args.score.split(",")))

@@ -24,13 +24,11 @@ from calltune.io import read_jsonl, write_jsonl
 
 
 def main(splits: Path, out: Path, rows: int, seed: int, only_needed: float | None) -> None:
-    train = [row for _, row in read_jsonl(splits / "train.jsonl")]
-    asked, names = set(), {tool_name(t) for row in train for t in row["tools"]}
-    for name in ("train", "valid", "test", "dev"):
-        if (splits / f"{name}.jsonl").is_file():
-            for _, row in read_jsonl(splits / f"{name}.jsonl"):
-                asked.add(query_key(row["messages"]))
-                names |= {tool_name(t) for t in row["tools"]}
+    rows_of = {name: [row for _, row in read_jsonl(splits / f"{name}.jsonl")]
+               for name in ("train", "valid", "test", "dev") if (splits / f"{name}.jsonl").is_file()}
+    train = rows_of["train"]
+    asked = {query_key(row["messages"]) for rows in rows_of.values() for row in rows}
+    names = {tool_name(t) for rows in rows_of.values() for row in rows for t in row["tools"]}
     cfg = yaml.safe_load(open("foundation/params.yaml"))["corpus"]
     if only_needed is not None:
         cfg["only_needed"] = only_needed
@@ -44,8 +42,8 @@ def main(splits: Path, out: Path, rows: int, seed: int, only_needed: float | Non
             break
         record = to_record(with_distractors(example, pool, cfg, rng), f"replay-{len(replayed) + 1:05d}",
                            cfg["no_call_answer"])
-        if query_key(record["messages"]) not in asked:
-            asked.add(query_key(record["messages"]))
+        if (key := query_key(record["messages"])) not in asked:
+            asked.add(key)
             replayed.append(record)
     write_jsonl(out, train + replayed)
     no_call = sum(not row["meta"]["calls"] for row in replayed)

@@ -115,7 +115,8 @@ if __name__ == "__main__":
     parser.add_argument("--score", default="valid,dev,test",
                         help="the splits to score, comma-separated (default all; dev where the folder has one)")
     args = parser.parse_args()
-    if unknown := set(args.score.split(",")) - {"valid", "dev", "test"}:
+    score = tuple(args.score.split(","))
+    if unknown := set(score) - {"valid", "dev", "test"}:
         parser.error(f"--score: unknown splits {sorted(unknown)} (valid, dev, test)")
     main(args.base, args.out, json.loads(Path(args.configs).read_text()), args.splits, args.eval_batch, args.params,
-         tuple(args.score.split(",")))
+         score)

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# A foundation variant trained from scratch and checked against the shipped adapter in the same lease
+# (foundation/README.md item 15), in one detached run on a bare GPU machine:
+#   1. the variant's corpus (foundation/params.yaml with VARIANT_CORPUS's keys changed) and the raw base;
+#   2. the variant's training (the shipped recipe: r64, lr 5e-4, 30 warmup steps, the cosine fitted to
+#      FOUNDATION_MINUTES), while the shipped adapter's starter and new-domain checks run beside it (the
+#      same lease: the same card, wheels and GGUF, so GPU-to-GPU noise does not decide);
+#   3. the variant's adapter, held-out BFCL on it (`score`), and the same two checks on a base built with it.
+#
+#   VARIANT_CORPUS=vary_pairs=2000 FOUNDATION_MINUTES=13 \
+#     setsid nohup bash bench/foundation_variant_gpu.sh /tmp/gemma.gguf /tmp/fv /tmp/nd/splits /tmp/splits > /tmp/fv.log 2>&1 &
+#
+# The ship rule, set before a run: the new domain's dev exact, mean of bench/configs/newdomain_dev.json's five
+# seeds, at least the shipped adapter's in the same run, and the starter's valid exact, mean of
+# bench/configs/starter_seeds.json's three seeds, at least 0.72. BFCL, the new domain's held-out file and the
+# starter's test split are reported, never chosen on. The corpus valid loss cannot compare (the slice changes
+# with the corpus) and since item 14 carries no vote.
+set -euo pipefail
+gguf=$(realpath "${1:?the embedded Gemma 3 270M GGUF}")
+work=$(realpath -m "${2:-/tmp/fv}")
+nd=$(realpath "${3:?the new domain splits (bench/newdomain_splits.py)}")
+starter=$(realpath "${4:?the starter splits (dvc repro split: data/splits)}")
+if [ -z "${VARIANT_COPY:-}" ]; then  # a private copy: the device tool re-sends the tree with every call
+  mkdir -p "$work/src"
+  tar -C "$(dirname "$0")/.." --exclude='./.*' --exclude=./models --exclude=./node_modules --exclude='*.egg-info' -cf - . | tar -C "$work/src" -xf -
+  VARIANT_COPY=1 exec bash "$work/src/bench/foundation_variant_gpu.sh" "$gguf" "$work" "$nd" "$starter"
+fi
+cd "$(dirname "$0")/.."
+export PYTHONUNBUFFERED=1 PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD"
+minutes=${FOUNDATION_MINUTES:-13}       # the variant's training budget (the shipped adapter had 14 on an H200)
+changes=${VARIANT_CORPUS:-vary_pairs=2000}  # corpus keys, key=value,...
+recipe="rank=64,alpha=64,lr=5e-4,warmup_steps=30,epochs=4,eval_every=200,max_minutes=$minutes"
+dir=$work/variant
+step() { python bench/foundation_gpu.py "$@" --params "$dir/params.yaml" --work "$dir"; }
+base_with() {  # the base stage's model: the GGUF dequantized, with the given foundation adapter merged
+  python - "$gguf" "$1" "$2" <<'PY'
+import sys, time
+from pathlib import Path
+from calltune.base_model import resolve_base
+started = time.perf_counter()
+record = resolve_base(sys.argv[1], sys.argv[2], dtype="float32", foundation=Path(sys.argv[3]))
+print(f"{sys.argv[2]}: {record['sha256'][:16]}, foundation {record['foundation']['sha256'][:12]}, "
+      f"{time.perf_counter() - started:.0f}s", flush=True)
+PY
+}
+checks() {  # starter (3 seeds) then new domain (5 seeds) on one base, one sweep at a time
+  python bench/sweep.py "$1" "$2/starter" bench/configs/starter_seeds.json --splits "$starter" --eval-batch 64
+  python bench/sweep.py "$1" "$2/nd" bench/configs/newdomain_dev.json --splits "$nd" --eval-batch 64
+}
+
+mkdir -p "$dir"
+python - "$dir/params.yaml" "$changes" <<'PY'
+import sys, yaml
+from calltune.foundation.corpus import build_corpus  # noqa: F401  (fails here, not after the base, if broken)
+sys.path.insert(0, "bench")
+from foundation_gpu import parse_config
+params = yaml.safe_load(open("foundation/params.yaml"))
+_, changes = parse_config("corpus:" + sys.argv[2])
+unknown = sorted(set(changes) - set(params["corpus"]))
+if unknown:
+    sys.exit(f"VARIANT_CORPUS: no such corpus key(s) in foundation/params.yaml: {unknown}")
+params["corpus"].update(changes)
+yaml.safe_dump(params, open(sys.argv[1], "w"), sort_keys=False)
+print(f"variant corpus: {changes}", flush=True)
+PY
+step base --gguf "$gguf" > "$work/base.log" 2>&1 & base_pid=$!
+(base_with "$work/shipped/base" "$PWD/calltune/foundation/weights" && checks "$work/shipped/base" "$work/shipped") \
+  > "$work/shipped.log" 2>&1 & shipped_pid=$!
+step corpus
+wait "$base_pid"; cat "$work/base.log"
+step sweep --config "variant:$recipe,max_steps=3000,compile=true" \
+  || step sweep --config "variant:$recipe,max_steps=2000,compile=false"
+step ship
+base_with "$dir/starter-base" "$dir/adapter"
+step score > "$dir/score.log" 2>&1 & score_pid=$!
+checks "$dir/starter-base" "$dir" > "$dir/checks.log" 2>&1 || echo "variant checks failed (exit $?)"
+wait "$score_pid" || echo "score failed (exit $?)"
+wait "$shipped_pid" || echo "shipped checks failed (exit $?)"
+echo "foundation variant run done"

@@ -20,7 +20,9 @@
 #
 # The ship rule, set before a run: the new domain's dev exact, mean of bench/configs/newdomain_dev.json's five
 # seeds, at least the shipped adapter's in the same run, and the starter's valid exact, mean of
-# bench/configs/starter_seeds.json's three seeds, at least 0.72. BFCL, the new domain's held-out file and the
+# bench/configs/starter_seeds.json's three seeds, at least 0.72; both under constrained decoding (what the
+# evaluate stage and serve do; from the run after 2026-12-07's, which scored free decoding only), the free
+# numbers reported beside them (results.json: free_exact_match). BFCL, the new domain's held-out file and the
 # starter's test split are reported, never chosen on. The corpus valid loss cannot compare (the slice changes
 # with the corpus) and since item 14 carries no vote.
 set -euo pipefail
@@ -52,8 +54,8 @@ print(f"{sys.argv[2]}: {record['sha256'][:16]}, foundation {record['foundation']
 PY
 }
 checks() {  # starter (3 seeds) then new domain (5 seeds) on one base, one sweep at a time
-  python bench/sweep.py "$1" "$2/starter" bench/configs/starter_seeds.json --splits "$starter" --eval-batch 64
-  python bench/sweep.py "$1" "$2/nd" bench/configs/newdomain_dev.json --splits "$nd" --eval-batch 64
+  python bench/sweep.py "$1" "$2/starter" bench/configs/starter_seeds.json --splits "$starter" --eval-batch 64 --constrained
+  python bench/sweep.py "$1" "$2/nd" bench/configs/newdomain_dev.json --splits "$nd" --eval-batch 64 --constrained
 }
 
 mkdir -p "$dir"

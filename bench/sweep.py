@@ -10,7 +10,10 @@ untouched. bench/configs/starter_budget.json: the run lengths a CPU's time budge
 AMD EPYC: 54 steps at batch 16 in the 15-minute budget, ~73 at batch 8), two seeds where it matters.
 Generation budget: params' evaluate.max_new_tokens.
 Choose on the valid columns (or dev, where the splits folder has a dev.jsonl: bench/newdomain_splits.py
-writes the new domain's); test is reported, never chosen on. Decoding is free (unconstrained);
+writes the new domain's); test is reported, never chosen on. Decoding is free (unconstrained) unless
+`--constrained`: then each split's numbers are the constrained ones, as the evaluate stage and serve decode
+by default (an output that stays inside its call grammar is kept, the others are generated again under it,
+runner.constrain_predictions), with the free exact match beside them ("free_exact_match").
 `--eval-batch N` generates N prompts at a time (the same greedy outputs, runner.evaluate_batched).
 The numbers behind the train defaults (closing notes, 2026-11-21) came from this on an H100.
 """
@@ -26,7 +29,7 @@ import yaml
 from calltune.data.dataset import load_dataset
 from calltune.engines.torch_engine import TorchEngine
 from calltune.evaluate.metrics import aggregate
-from calltune.evaluate.runner import evaluate_batched, evaluate_target
+from calltune.evaluate.runner import constrain_predictions, evaluate_batched, evaluate_target
 from calltune.formats import get_format
 from calltune.fuse import fuse
 from calltune.train.run import run_torch
@@ -40,18 +43,21 @@ def merge(a, b):
     return out
 
 
-def evaluate(model_dir, fmt, rows, device, eval_batch, max_new_tokens):
+def evaluate(model_dir, fmt, rows, device, eval_batch, max_new_tokens, constrained=False):
+    """(predictions, free predictions): the same list twice unless `constrained`."""
     engine = TorchEngine(model_dir, device=device)
     if eval_batch > 1:
-        preds = evaluate_batched(engine, fmt, rows, max_new_tokens=max_new_tokens, batch_size=eval_batch)
+        free = evaluate_batched(engine, fmt, rows, max_new_tokens=max_new_tokens, batch_size=eval_batch)
     else:
-        preds = evaluate_target(engine, fmt, rows, max_new_tokens=max_new_tokens, warmup=False)
+        free = evaluate_target(engine, fmt, rows, max_new_tokens=max_new_tokens, warmup=False)
+    preds = (constrain_predictions(engine, fmt, rows, free, max_new_tokens=max_new_tokens, tokenizer=engine.tokenizer)
+             if constrained else free)
     del engine
-    return preds
+    return preds, free
 
 
 def main(base, out, configs, splits="data/splits", eval_batch=0, params_file="params.yaml",
-         score=("valid", "dev", "test")):
+         score=("valid", "dev", "test"), constrained=False):
     base, out, splits = Path(base), Path(out), Path(splits)
     out.mkdir(parents=True, exist_ok=True)
     params = yaml.safe_load(Path(params_file).read_text())
@@ -83,10 +89,13 @@ def main(base, out, configs, splits="data/splits", eval_batch=0, params_file="pa
                "best_step": summary.get("best_step"), "best_valid_loss": summary.get("best_valid_loss"),
                "last_train_loss": summary.get("last_train_loss")}
         for split, data in rows.items():
-            preds = evaluate(model_dir, fmt, data, device.type, eval_batch, params["evaluate"]["max_new_tokens"])
+            preds, free = evaluate(model_dir, fmt, data, device.type, eval_batch, params["evaluate"]["max_new_tokens"],
+                                   constrained)
             m = aggregate(preds)
             row[split] = {k: m[k] for k in ("exact_match", "ast_accuracy", "tool_name_accuracy",
                                              "irrelevance_accuracy", "parse_valid_rate")}
+            if constrained:
+                row[split]["free_exact_match"] = aggregate(free)["exact_match"]
             with open(out / f"pred-{cfg['name']}-{split}.jsonl", "w") as f:
                 for p in preds:
                     d = p.to_dict()
@@ -112,6 +121,8 @@ if __name__ == "__main__":
     parser.add_argument("--splits", default="data/splits", help="folder with train/valid/test.jsonl")
     parser.add_argument("--eval-batch", type=int, default=0, help="prompts generated together (0/1: one at a time)")
     parser.add_argument("--params", default="params.yaml", help="the params whose train block configs override")
+    parser.add_argument("--constrained", action="store_true",
+                        help="score constrained decoding (the evaluate stage's default), the free exact match beside it")
     parser.add_argument("--score", default="valid,dev,test",
                         help="the splits to score, comma-separated (default all; dev where the folder has one)")
     args = parser.parse_args()
@@ -119,4 +130,4 @@ if __name__ == "__main__":
     if unknown := set(score) - {"valid", "dev", "test"}:
         parser.error(f"--score: unknown splits {sorted(unknown)} (valid, dev, test)")
     main(args.base, args.out, json.loads(Path(args.configs).read_text()), args.splits, args.eval_batch, args.params,
-         score)
+         score, args.constrained)

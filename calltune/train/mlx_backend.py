@@ -44,7 +44,7 @@ def check_supported(tp: dict) -> None:
     unsupported = {
         "method": tp["method"] != "lora", "resume": tp["resume"], "patience": tp["patience"] > 0,
         "device": tp["device"] not in ("auto", "cpu", "mps"), "packing": tp.get("packing", False) in (True, "padded"),
-        "init_adapter": bool(tp.get("init_adapter")),
+        "init_adapter": bool(tp.get("init_adapter")), "embed_noise": tp.get("embed_noise", 0) > 0,
     }
     for key, bad in unsupported.items():
         if bad:

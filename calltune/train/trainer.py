@@ -32,6 +32,7 @@ from calltune.train import checkpoint as ckpt
 from calltune.train.callbacks import TrainingCallback
 from calltune.train.datasets import TokenizedExample, collate, length_grouped_batches
 from calltune.train.device import attention_kernels
+from calltune.train.embed_noise import embedding_noise
 from calltune.train.distributed import SINGLE, Dist, sharded_adamw
 from calltune.train.length import RunLength, projected_s, run_length
 from calltune.train.lora import load_trainable_state, trainable_state
@@ -72,6 +73,7 @@ class TrainConfig:
     max_minutes: float = 0  # wall-clock budget of the loop (0 = none): stop, keep best, report
     fit_schedule: bool = False  # a run that would overrun max_minutes follows the budget's clock down the cosine
     shard_optimizer: bool = False  # with > 1 process: AdamW state sharded across them (ZeRO-1)
+    embed_noise: float = 0.0  # U(-m, m) noise on the input embeddings while training (embed_noise.py; NEFTune)
 
     @classmethod
     def from_params(cls, train: dict, seed: int) -> "TrainConfig":
@@ -210,7 +212,7 @@ class Trainer:
         for index, ids in mine:
             batch = self.batch(ids, self.train_set)
             torch.manual_seed(micro_seed(self.cfg.seed, self.state.step, index))
-            with self._kernels():
+            with self._kernels(), embedding_noise(self.model, self.cfg.embed_noise):
                 loss, _ = completion_loss(self.model, batch, self.cfg.share_prefix)
             (loss / n_targets).backward()
             loss_sum += loss.detach().float()

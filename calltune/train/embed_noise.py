@@ -41,4 +41,3 @@ def embedding_noise(model, bound: float):
         yield
     finally:
         handle.remove()
-

@@ -32,8 +32,8 @@ from calltune.train import checkpoint as ckpt
 from calltune.train.callbacks import TrainingCallback
 from calltune.train.datasets import TokenizedExample, collate, length_grouped_batches
 from calltune.train.device import attention_kernels
-from calltune.train.embed_noise import embedding_noise
 from calltune.train.distributed import SINGLE, Dist, sharded_adamw
+from calltune.train.embed_noise import embedding_noise
 from calltune.train.length import RunLength, projected_s, run_length
 from calltune.train.lora import load_trainable_state, trainable_state
 from calltune.train.loss import can_pack, completion_loss, lm_parts

@@ -37,11 +37,16 @@ WORK = ROOT / "foundation"
 
 
 def base(args, params):
+    """The GGUF dequantized into WORK/models/base (or --out); --foundation merges an adapter into it,
+    as the main pipeline's base stage does (the starter and new-domain checks train on that)."""
     from calltune.base_model import resolve_base
 
     started = time.perf_counter()
-    record = resolve_base(args.gguf, WORK / "models/base", dtype=params["model"]["dtype"])
-    print(f"base: {record['sha256'][:16]} in {time.perf_counter() - started:.0f}s", flush=True)
+    out = Path(args.out) if args.out else WORK / "models/base"
+    record = resolve_base(args.gguf, out, dtype=params["model"]["dtype"],
+                          foundation=Path(args.foundation) if args.foundation else None)
+    merged = f", foundation {record['foundation']['sha256'][:12]}" if "foundation" in record else ""
+    print(f"base: {record['sha256'][:16]}{merged} in {time.perf_counter() - started:.0f}s -> {out}", flush=True)
 
 
 def corpus(args, params):
@@ -176,6 +181,8 @@ def main():
     parser.add_argument("step", choices=["base", "corpus", "sweep", "ship", "score", "final"])
     parser.add_argument("--params", default=str(WORK / "params.yaml"))
     parser.add_argument("--gguf", help="the embedded Gemma 3 270M GGUF (base step)")
+    parser.add_argument("--out", help="base: the model directory (default WORK/models/base)")
+    parser.add_argument("--foundation", help="base: a foundation adapter directory to merge (default none)")
     parser.add_argument("--config", action="append", default=[], help="sweep: name:key=value,... (repeatable)")
     parser.add_argument("--limit", type=int, default=0, help="score/final: BFCL items per category (0 = all)")
     parser.add_argument("--work", default=str(WORK), help="where models/, data/, runs/ go (default foundation/)")

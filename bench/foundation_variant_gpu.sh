@@ -43,15 +43,7 @@ recipe="rank=64,alpha=64,lr=5e-4,warmup_steps=30,epochs=4,eval_every=200,max_min
 dir=$work/variant
 step() { python bench/foundation_gpu.py "$@" --params "$dir/params.yaml" --work "$dir"; }
 base_with() {  # the base stage's model: the GGUF dequantized, with the given foundation adapter merged
-  python - "$gguf" "$1" "$2" <<'PY'
-import sys, time
-from pathlib import Path
-from calltune.base_model import resolve_base
-started = time.perf_counter()
-record = resolve_base(sys.argv[1], sys.argv[2], dtype="float32", foundation=Path(sys.argv[3]))
-print(f"{sys.argv[2]}: {record['sha256'][:16]}, foundation {record['foundation']['sha256'][:12]}, "
-      f"{time.perf_counter() - started:.0f}s", flush=True)
-PY
+  python bench/foundation_gpu.py base --gguf "$gguf" --out "$1" --foundation "$2"
 }
 checks() {  # starter (3 seeds) then new domain (5 seeds) on one base, one sweep at a time
   python bench/sweep.py "$1" "$2/starter" bench/configs/starter_seeds.json --splits "$starter" --eval-batch 64 --constrained

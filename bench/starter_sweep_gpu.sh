@@ -23,14 +23,6 @@ if [ -z "${STARTER_SWEEP_COPY:-}" ]; then
 fi
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD"
-python - "$gguf" "$work/base" <<'PY'
-import sys, time
-from calltune.base_model import resolve_base
-from calltune.foundation.adapter import foundation_dir
-started = time.perf_counter()
-record = resolve_base(sys.argv[1], sys.argv[2], dtype="float32", foundation=foundation_dir("calltune"))
-print(f"base: {record['sha256'][:16]}, foundation {record['foundation']['sha256'][:12]}, "
-      f"{time.perf_counter() - started:.0f}s", flush=True)
-PY
+python bench/foundation_gpu.py base --gguf "$gguf" --out "$work/base" --foundation calltune/foundation/weights
 python bench/sweep.py "$work/base" "$work/runs" "$configs" --splits "${splits:-data/splits}" --eval-batch 64
 echo "starter sweep done"

@@ -66,13 +66,7 @@ variant() {  # corpus -> sweep -> ship (the adapter), then BFCL / starter / new 
   wait "$ref_pid"; cat "$dir/shipped.log"
   mv "$dir/runs/shipped" "$dir/shipped"  # out of runs/ before ship picks the best run
   step ship --params "$dir/params.yaml" --work "$dir"
-  python - "$gguf" "$dir/starter-base" "$dir/adapter" <<'PY'
-import sys
-from pathlib import Path
-from calltune.base_model import resolve_base
-record = resolve_base(sys.argv[1], sys.argv[2], dtype="float32", foundation=Path(sys.argv[3]))
-print(f"starter base: {record['sha256'][:16]}, foundation {record['foundation']['sha256'][:12]}", flush=True)
-PY
+  step base --gguf "$gguf" --out "$dir/starter-base" --foundation "$dir/adapter"
   step score --params "$dir/params.yaml" --work "$dir" > "$dir/score.log" 2>&1 &
   python bench/sweep.py "$dir/starter-base" "$dir/starter" bench/configs/starter_seeds.json --eval-batch 64 \
     > "$dir/starter.log" 2>&1 &

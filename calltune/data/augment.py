@@ -21,9 +21,7 @@ For one example (query + calls):
    "9:30pm") and in the arguments in theirs ("21:30"). The rest of the query and every other
    argument stay. Free text (no bank, no enum) takes only values other examples wrote after the
    same word ("remind me to <task>"); an enum value only values some query states after the same
-   word, or, one word for one word, anywhere ("in Celsius" -> "in Fahrenheit"). With
-   `balance_enums`, an enum slot takes (or keeps) the value fewest rows carry so far, so refilling
-   evens a parameter's values out instead of moving rows away from every example's own value.
+   word, or, one word for one word, anywhere ("in Celsius" -> "in Fahrenheit").
 
 Rows are validated like hand-written ones (an invalid draw is dropped and counted), duplicates
 are dropped, and everything is seeded by base.seed and the example's place in its file.
@@ -110,7 +108,6 @@ def augment(sources: list[Example], pool: list[Example], spec: dict, seed: int, 
     if not spec["enabled"]:
         return Augmented([], {})
     observed = observed_values(pool)
-    counts = value_counts(pool) if spec.get("balance_enums") else None
     slotted = [(i, example, find_slots(example)) for i, example in enumerate(sources)]
     slotted = [(i, example, slots) for i, example, slots in slotted if slots]
     wants = _wants([(example, slots) for _, example, slots in slotted], spec, tool_counts)
@@ -121,7 +118,7 @@ def augment(sources: list[Example], pool: list[Example], spec: dict, seed: int, 
         for _ in range(want * ATTEMPTS):
             if made == want:
                 break
-            new = refill(example, slots, observed, rng, counts)
+            new = refill(example, slots, observed, rng)
             if new is None:
                 stats["dropped_unfillable"] += 1
                 continue
@@ -134,8 +131,6 @@ def augment(sources: list[Example], pool: list[Example], spec: dict, seed: int, 
                 continue
             taken.add(key)
             rows.append((i, new))
-            if counts is not None:
-                counts.update(value_counts([new]))
             made += 1
         stats["sources"] += made > 0
     for _, _, slots in slotted:
@@ -404,16 +399,6 @@ def observed_values(examples: list[Example]) -> dict[tuple, dict]:
     return dict(seen)
 
 
-def value_counts(examples: list[Example]) -> Counter:
-    """Rows carrying each string argument value: {(tool, param, value): rows} (a value listed
-    twice in one row counts once)."""
-    counts = Counter()
-    for example in examples:
-        counts.update({(call["name"], key, item) for call in example.calls for key, value in call["arguments"].items()
-                       for item in (value if isinstance(value, list) else [value]) if isinstance(item, str)})
-    return counts
-
-
 def _word_before(query: str, start: int) -> str:
     """The word just before query[start:] ("^" at the start of the query)."""
     words = re.findall(r"[\w']+", query[:start])
@@ -455,11 +440,11 @@ def _bank_for(slot: Slot, observed: dict) -> tuple[str, ...]:
     return ()
 
 
-def _candidates(slot: Slot, observed: dict, rng: random.Random, counts: Counter | None = None) -> list:
+def _candidates(slot: Slot, observed: dict, rng: random.Random) -> list:
     """Values to try for `slot`, in the order to try them."""
     contexts = observed.get((slot.tool, slot.param, slot.kind), {})
     if slot.kind == "text" and slot.schema.get("enum"):
-        return _enum_candidates(slot, contexts, rng, counts)
+        return _enum_candidates(slot, contexts, rng)
     seen = list(contexts)
     if slot.kind == "text" and EMAIL.match(str(slot.value)):
         seen = [v for v in seen if EMAIL.match(v)]
@@ -482,13 +467,11 @@ def _candidates(slot: Slot, observed: dict, rng: random.Random, counts: Counter 
     return first + second
 
 
-def _enum_candidates(slot: Slot, contexts: dict, rng: random.Random, counts: Counter | None = None) -> list:
+def _enum_candidates(slot: Slot, contexts: dict, rng: random.Random) -> list:
     """Enum values some query of this parameter states (so they read as words: "any" or
     "broken_dock" may not), and of those the ones written after the same word as this slot's
     ("rides this month" -> "rides this week", never "my last ride" -> "my this year"); a one-word
-    value may also stand for another one-word value ("in Celsius" -> "in Fahrenheit"). With
-    `counts` (balance_enums), the slot's own value joins the first group and the values fewest
-    rows carry so far come first in each."""
+    value may also stand for another one-word value ("in Celsius" -> "in Fahrenheit")."""
     stated = [v for v in slot.schema["enum"] if isinstance(v, str) and contexts.get(v)
               and v.casefold() not in ENUM_FILLERS and v != slot.value]
 
@@ -499,10 +482,6 @@ def _enum_candidates(slot: Slot, contexts: dict, rng: random.Random, counts: Cou
     other = [v for v in stated if v not in same and one_word(v) and one_word(str(slot.value))]
     rng.shuffle(same)
     rng.shuffle(other)
-    if counts is not None:  # the slot's own value competes too; a stable sort keeps equal counts' random order
-        same.append(slot.value)
-        same.sort(key=lambda v: counts[(slot.tool, slot.param, v)])
-        other.sort(key=lambda v: counts[(slot.tool, slot.param, v)])
     return same + other
 
 
@@ -531,16 +510,15 @@ def _similar_number(slot: Slot, rng: random.Random) -> Decimal:
 
 # ---- refilling -------------------------------------------------------------------------------------
 
-def refill(example: Example, slots: list[Slot], observed: dict, rng: random.Random,
-           counts: Counter | None = None) -> Example | None:
+def refill(example: Example, slots: list[Slot], observed: dict, rng: random.Random) -> Example | None:
     """A new Example with every slot refilled (a slot no other value fits keeps its own), or None
-    when no slot could be refilled. `counts` (value_counts) puts rarer enum values first."""
+    when no slot could be refilled."""
     used = {fold(s.value) for s in slots}
     edits, calls = [], copy.deepcopy(example.calls)
     part_edits = defaultdict(list)  # (call, key, index) -> [(span, text)] inside one string
     changed = False
     for slot in slots:
-        choice = choose(slot, observed, rng, example.query, used, counts)
+        choice = choose(slot, observed, rng, example.query, used)
         if choice is None:
             continue  # nothing else fits this slot: it keeps its value, which is consistent
         changed = True
@@ -568,11 +546,9 @@ def refill(example: Example, slots: list[Slot], observed: dict, rng: random.Rand
                    accept=copy.deepcopy(getattr(example, "accept", None)))
 
 
-def choose(slot: Slot, observed: dict, rng: random.Random, query: str, used: set, counts: Counter | None = None):
+def choose(slot: Slot, observed: dict, rng: random.Random, query: str, used: set):
     """(new value, its text at each query mention) for the first candidate that renders everywhere."""
-    for candidate in _candidates(slot, observed, rng, counts):
-        if counts is not None and candidate == slot.value:
-            return None  # balancing: the slot's own value is the rarest, so it stays
+    for candidate in _candidates(slot, observed, rng):
         if fold(candidate) in used:
             continue
         texts = [_render(slot.kind, candidate, style) for *_, style in slot.mentions]

@@ -249,27 +249,3 @@ def test_an_article_follows_the_word_after_it(query, title, expected):
         assert article == ("an" if word[0] in "aeiou" else "a")
         seen.add(article)
     assert seen == expected
-
-
-def test_balance_enums_evens_out_an_enum_parameter_instead_of_moving_rows_off_each_example_value():
-    # three Celsius examples and one Fahrenheit one, refilled four times each: plain refilling flips
-    # every unit slot (12 Fahrenheit rows from the Celsius examples, 4 Celsius from the other);
-    # balancing keeps or flips whichever value fewer rows carry so far
-    cities = ["Oslo", "Rome", "Quito", "Perth"]
-    examples = [ex(f"Weather in {c} in {'Fahrenheit' if i == 3 else 'Celsius'}",
-                   ("get_weather", {"location": c, "unit": "fahrenheit" if i == 3 else "celsius"}), line=i)
-                for i, c in enumerate(cities)]
-    spec = {**SPEC, "per_example": 4}
-
-    def units(result):
-        return Counter(r.calls[0]["arguments"]["unit"] for r in examples + [r for _, r in result.rows])
-
-    plain, balanced = run(examples, spec=spec), run(examples, spec={**spec, "balance_enums": True})
-    assert len(plain.rows) == len(balanced.rows) == 16
-    assert units(plain) == Counter(celsius=3 + 4, fahrenheit=1 + 12)
-    assert abs(units(balanced)["celsius"] - units(balanced)["fahrenheit"]) <= 1
-    kept = [(examples[i], r) for i, r in balanced.rows if r.calls[0]["arguments"]["unit"] == examples[i].calls[0]["arguments"]["unit"]]
-    assert kept and all(r.calls[0]["arguments"]["location"] != source.calls[0]["arguments"]["location"]
-                        for source, r in kept)  # the unit stayed, so the city moved
-    assert all(example_errors(r) == [] and r.calls[0]["arguments"]["unit"].capitalize() in r.query
-               for _, r in balanced.rows)

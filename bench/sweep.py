@@ -15,6 +15,9 @@ writes the new domain's); test is reported, never chosen on. Decoding is free (u
 by default (an output that stays inside its call grammar is kept, the others are generated again under it,
 runner.constrain_predictions), with the free exact match beside them ("free_exact_match").
 `--eval-batch N` generates N prompts at a time (the same greedy outputs, runner.evaluate_batched).
+`--shard K/N` runs configs K, K+N, K+2N, ... only, so N processes with their own OUT folders share one
+card (a 270M model leaves a GPU mostly idle per process; bench/starter_sweep_gpu.sh's SWEEP_PROCS; each
+process holds 6-9 GiB at its peak, and twelve ran an 80 GB H100 out of memory).
 The numbers behind the train defaults (closing notes, 2026-11-21) came from this on an H100.
 """
 import argparse
@@ -123,11 +126,18 @@ if __name__ == "__main__":
     parser.add_argument("--params", default="params.yaml", help="the params whose train block configs override")
     parser.add_argument("--constrained", action="store_true",
                         help="score constrained decoding (the evaluate stage's default), the free exact match beside it")
+    parser.add_argument("--shard", default="0/1", help="K/N: run configs K, K+N, ... only (default all)")
     parser.add_argument("--score", default="valid,dev,test",
                         help="the splits to score, comma-separated (default all; dev where the folder has one)")
     args = parser.parse_args()
     score = tuple(args.score.split(","))
     if unknown := set(score) - {"valid", "dev", "test"}:
         parser.error(f"--score: unknown splits {sorted(unknown)} (valid, dev, test)")
-    main(args.base, args.out, json.loads(Path(args.configs).read_text()), args.splits, args.eval_batch, args.params,
-         score, args.constrained)
+    try:
+        k, n = (int(x) for x in args.shard.split("/"))
+    except ValueError:
+        parser.error(f"--shard: {args.shard!r} is not K/N (two whole numbers)")
+    if not 0 <= k < n:
+        parser.error(f"--shard: K must be in 0..N-1, got {args.shard}")
+    configs = json.loads(Path(args.configs).read_text())[k::n]
+    main(args.base, args.out, configs, args.splits, args.eval_batch, args.params, score, args.constrained)

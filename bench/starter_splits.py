@@ -2,11 +2,11 @@
 generate runs with PARAMS, then train keeps the committed training split's hand-written and
 template rows, plus the new augmented rows whose source example trained there; valid and test are
 the committed ones, so a sweep chooses on the same rows (no valid or test query is trained on,
-checked). The no-call bank rows stay as committed (the bank draw does not depend on augmentation
-settings).
+checked). The no-call bank rows stay as committed (none added or taken away: the bank tops up to a
+share of the dataset, which augmentation settings move by a row or two here).
 
-    python bench/starter_splits.py /tmp/stbal --params /tmp/params-bal.yaml   # -> /tmp/stbal/splits
-    bash bench/starter_sweep_gpu.sh /tmp/gemma.gguf /tmp/sw bench/configs/starter_balance.json /tmp/stbal/splits
+    python bench/starter_splits.py /tmp/stdrop --params /tmp/params-drop.yaml   # -> /tmp/stdrop/splits
+    bash bench/starter_sweep_gpu.sh /tmp/gemma.gguf /tmp/sw bench/configs/seeds3.json /tmp/stdrop/splits
 
 Needs models/base (its tokenizer) and data/splits (`dvc repro split`).
 """

@@ -23,6 +23,10 @@ For one example (query + calls):
    same word ("remind me to <task>"); an enum value only values some query states after the same
    word, or, one word for one word, anywhere ("in Celsius" -> "in Fahrenheit").
 
+With `drop_optional`, the example and each of its refills also give a row without an optional enum
+value that the query writes before the word it describes ("any electric bikes" -> "any bikes",
+no `bike_type`): the same request with and without the value (without_optional).
+
 Rows are validated like hand-written ones (an invalid draw is dropped and counted), duplicates
 are dropped, and everything is seeded by base.seed and the example's place in its file.
 """
@@ -114,7 +118,7 @@ def augment(sources: list[Example], pool: list[Example], spec: dict, seed: int, 
     rows = []
     for (i, example, slots), want in zip(slotted, wants):
         rng = random.Random(f"calltune-augment:{seed}:{example.source}:{example.where}")
-        made = 0
+        made, family = 0, [(example, slots)]
         for _ in range(want * ATTEMPTS):
             if made == want:
                 break
@@ -131,8 +135,19 @@ def augment(sources: list[Example], pool: list[Example], spec: dict, seed: int, 
                 continue
             taken.add(key)
             rows.append((i, new))
+            family.append((new, None))
             made += 1
         stats["sources"] += made > 0
+        for member, member_slots in family if spec.get("drop_optional") else []:
+            # the example and each of its refills once more without a stated optional value
+            for new in without_optional(member, member_slots or find_slots(member)):
+                key = normalise_text(new.query)
+                if key in taken or example_errors(new):
+                    stats["dropped_duplicate" if key in taken else "dropped_invalid"] += 1
+                    continue
+                taken.add(key)
+                rows.append((i, new))
+                stats["without_optional"] += 1
     for _, _, slots in slotted:
         for slot in slots:
             stats[f"slots_{slot.kind}"] += 1
@@ -148,6 +163,55 @@ def _wants(slotted: list[tuple[Example, list[Slot]]], spec: dict, tool_counts: C
     makers = Counter(name for example, _ in slotted for name in {c["name"] for c in example.calls})
     share = {name: math.ceil(max(0, target - tool_counts[name]) / n) for name, n in makers.items()}
     return [min(per_example, max(share[c["name"]] for c in example.calls)) for example, _ in slotted]
+
+
+# ---- rows without an optional value --------------------------------------------------------------
+
+# Words after which a value is the object of a phrase ("in Celsius", "for the week"): dropping the
+# value alone would leave the phrase dangling, so such a value stays.
+PREPOSITIONS = frozenset({"in", "at", "on", "to", "from", "for", "by", "with", "of", "near", "around", "via",
+                          "into", "as", "about", "per", "than", "between", "like", "until", "till", "after",
+                          "before", "over", "under", "within", "without"})
+# Words after a value that say it is not describing a thing ("Fahrenheit please", "past week only").
+NOT_DESCRIBED = frozenset({"please", "pls", "only", "too", "also", "instead", "then", "now", "thanks", "thank",
+                           "and", "or", "but", "is", "are", "was", "one", "ones"})
+
+
+def without_optional(example: Example, slots: list[Slot]) -> list[Example]:
+    """One new row per optional enum argument whose value the query writes as a word describing the
+    next one ("any electric bikes", "the quietest route"): the value leaves the query and the call,
+    so the model sees the same request with and without it and learns to write an optional
+    argument only when it is asked for. A value after a preposition ("in Celsius"), at the end of
+    the query, before a word that is not what it describes ("please", "only", the parameter's own
+    name: "low priority"), written twice, in a list or inside a longer string, or of a required
+    argument stays."""
+    rows = []
+    for slot in slots:
+        if slot.kind != "text" or not slot.schema.get("enum") or len(slot.mentions) != 1 or len(slot.refs) != 1:
+            continue
+        ref = slot.refs[0]
+        call = example.calls[ref.call]
+        if ref.index is not None or ref.span is not None or \
+                ref.key in _parameters(example.tools, call["name"]).get("required", []):
+            continue
+        start, end, _ = slot.mentions[0]
+        query = example.query
+        after = re.match(r" +([A-Za-z][\w'-]*)", query[end:])
+        if after is None or _word_before(query, start) in PREPOSITIONS:
+            continue
+        following = after[1]
+        if following.casefold() in NOT_DESCRIBED | {ref.key.casefold(), ref.key.casefold().split("_")[-1]}:
+            continue  # "low priority email" keeps "low": without it, "a priority email" says another thing
+        if not query[:start].strip() and query[start:start + 1].isupper():
+            following = following[:1].upper() + following[1:]  # "Electric bikes near ..." -> "Bikes near ..."
+        before = _with_article(query[:start], query[start:end], following)
+        new_query = before + following + query[end + after.end():]
+        calls = copy.deepcopy(example.calls)
+        del calls[ref.call]["arguments"][ref.key]
+        rows.append(Example(query=new_query, calls=calls, tools=example.tools, path=example.path, line=example.line,
+                            system=example.system, answer=example.answer, where=example.where,
+                            accept=copy.deepcopy(getattr(example, "accept", None))))
+    return rows
 
 
 # ---- slot detection --------------------------------------------------------------------------------

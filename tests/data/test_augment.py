@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from calltune.data.augment import augment, find_slots, observed_values, refill, stated
+from calltune.data.augment import augment, find_slots, observed_values, refill, stated, without_optional
 from calltune.data.examples import Example, example_errors
 from calltune.data.spelling import find_dates, find_numbers, find_times
 
@@ -249,3 +249,60 @@ def test_an_article_follows_the_word_after_it(query, title, expected):
         assert article == ("an" if word[0] in "aeiou" else "a")
         seen.add(article)
     assert seen == expected
+
+
+BIKES = [{"type": "function", "function": {"name": "reserve_bike", "description": "Hold bikes.", "parameters": {
+    "type": "object", "properties": {
+        "station": {"type": "string"}, "bike_type": {"type": "string", "enum": ["classic", "electric", "cargo"]},
+        "priority": {"type": "string", "enum": ["low", "high"]}, "unit": {"type": "string", "enum": ["km", "miles"]}},
+    "required": ["station"]}}}]
+
+
+def bike(query, line=1, **arguments):
+    return Example(query=query, calls=[{"name": "reserve_bike", "arguments": arguments}], tools=BIKES,
+                   path="examples.jsonl", line=line)
+
+
+@pytest.mark.parametrize("query, arguments, expected", [
+    ("Any electric bikes at Riverside Park?", {"station": "Riverside Park", "bike_type": "electric"},
+     "Any bikes at Riverside Park?"),
+    ("Hold an electric bike at Union Square", {"station": "Union Square", "bike_type": "electric"},
+     "Hold a bike at Union Square"),  # the article follows the word now after it
+    ("Cargo bike at Union Square please", {"station": "Union Square", "bike_type": "cargo"},
+     "Bike at Union Square please"),  # the first word of the query stays capitalised
+])
+def test_without_optional_takes_a_describing_value_out_of_query_and_call(query, arguments, expected):
+    example = bike(query, **arguments)
+    (row,) = without_optional(example, find_slots(example))
+    assert row.query == expected
+    assert row.calls == [{"name": "reserve_bike", "arguments": {"station": arguments["station"]}}]
+    assert example.calls[0]["arguments"] == arguments and example_errors(row) == []  # the source is untouched
+
+
+@pytest.mark.parametrize("query, arguments", [
+    ("Reserve a bike at Union Square in miles", {"station": "Union Square", "unit": "miles"}),  # after a preposition
+    ("Reserve a bike at Union Square, electric", {"station": "Union Square", "bike_type": "electric"}),  # at the end
+    ("Reserve a bike at Union Square, electric please", {"station": "Union Square", "bike_type": "electric"}),
+    ("A low priority hold at Union Square", {"station": "Union Square", "priority": "low"}),  # its parameter's name
+    ("Reserve at Union Square bikes", {"station": "Union Square"}),  # a required value
+])
+def test_without_optional_leaves_values_whose_words_cannot_go(query, arguments):
+    example = bike(query, **arguments)
+    assert without_optional(example, find_slots(example)) == []
+
+
+def test_drop_optional_adds_each_family_row_without_its_optional_value_in_the_same_split_family():
+    examples = [bike("Any electric bikes at Riverside Park?", station="Riverside Park", bike_type="electric"),
+                bike("Cargo bikes at Market Square", line=2, station="Market Square", bike_type="cargo")]
+    spec = {**SPEC, "per_example": 2}
+    plain = augment(examples, examples, spec, 0, Counter(), set())
+    dropped = augment(examples, examples, {**spec, "drop_optional": True}, 0, Counter(), set())
+    kept = {r.query for _, r in plain.rows}
+    assert kept <= {r.query for _, r in dropped.rows}  # the refills as before, and then
+    extra = [(i, r) for i, r in dropped.rows if r.query not in kept]
+    assert dropped.stats["without_optional"] == len(extra) >= 3
+    assert all("bike_type" not in r.calls[0]["arguments"] and example_errors(r) == [] for _, r in extra)
+    made = {r.query for _, r in dropped.rows} | {e.query for e in examples}
+    assert len(made) == len(dropped.rows) + len(examples)  # no query twice
+    for source, row in extra:  # each row stays with the example it came from (split by source)
+        assert row.calls[0]["arguments"]["station"] in row.query and row.source == examples[source].source

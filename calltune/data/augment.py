@@ -116,6 +116,17 @@ def augment(sources: list[Example], pool: list[Example], spec: dict, seed: int, 
     slotted = [(i, example, slots) for i, example, slots in slotted if slots]
     wants = _wants([(example, slots) for _, example, slots in slotted], spec, tool_counts)
     rows = []
+
+    def admit(i: int, new: Example) -> bool:
+        """Keep `new` (made from source i) unless its query is taken or it fails validation."""
+        key = normalise_text(new.query)
+        if key in taken or example_errors(new):
+            stats["dropped_duplicate" if key in taken else "dropped_invalid"] += 1
+            return False
+        taken.add(key)
+        rows.append((i, new))
+        return True
+
     for (i, example, slots), want in zip(slotted, wants):
         rng = random.Random(f"calltune-augment:{seed}:{example.source}:{example.where}")
         made, family = 0, [(example, slots)]
@@ -125,29 +136,15 @@ def augment(sources: list[Example], pool: list[Example], spec: dict, seed: int, 
             new = refill(example, slots, observed, rng)
             if new is None:
                 stats["dropped_unfillable"] += 1
-                continue
-            key = normalise_text(new.query)
-            if key in taken:
-                stats["dropped_duplicate"] += 1
-                continue
-            if example_errors(new):
-                stats["dropped_invalid"] += 1
-                continue
-            taken.add(key)
-            rows.append((i, new))
-            family.append((new, None))
-            made += 1
+            elif admit(i, new):
+                family.append((new, None))
+                made += 1
         stats["sources"] += made > 0
         for member, member_slots in family if spec.get("drop_optional") else []:
             # the example and each of its refills once more without a stated optional value
             for new in without_optional(member, member_slots or find_slots(member)):
-                key = normalise_text(new.query)
-                if key in taken or example_errors(new):
-                    stats["dropped_duplicate" if key in taken else "dropped_invalid"] += 1
-                    continue
-                taken.add(key)
-                rows.append((i, new))
-                stats["without_optional"] += 1
+                if admit(i, new):
+                    stats["without_optional"] += 1
     for _, _, slots in slotted:
         for slot in slots:
             stats[f"slots_{slot.kind}"] += 1
@@ -208,9 +205,7 @@ def without_optional(example: Example, slots: list[Slot]) -> list[Example]:
         new_query = before + following + query[end + after.end():]
         calls = copy.deepcopy(example.calls)
         del calls[ref.call]["arguments"][ref.key]
-        rows.append(Example(query=new_query, calls=calls, tools=example.tools, path=example.path, line=example.line,
-                            system=example.system, answer=example.answer, where=example.where,
-                            accept=copy.deepcopy(getattr(example, "accept", None))))
+        rows.append(_variant(example, new_query, calls))
     return rows
 
 
@@ -605,6 +600,11 @@ def refill(example: Example, slots: list[Slot], observed: dict, rng: random.Rand
     query = example.query
     for start, end, text in sorted(edits, reverse=True):
         query = _with_article(query[:start], query[start:end], text) + text + query[end:]
+    return _variant(example, query, calls)
+
+
+def _variant(example: Example, query: str, calls: list[dict]) -> Example:
+    """A new row of `example` (same tools, source, system text and accepted alternatives)."""
     return Example(query=query, calls=calls, tools=example.tools, path=example.path, line=example.line,
                    system=example.system, answer=example.answer, where=example.where,
                    accept=copy.deepcopy(getattr(example, "accept", None)))

@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 
 from calltune.data.test_files import load_test_file
+from calltune.data.text import query_key
 from calltune.data.tools import load_tools
 from calltune.io import read_jsonl, write_jsonl, write_text
 from calltune.params import load_params
@@ -62,8 +63,8 @@ def same_sources(splits: Path, dataset: Path, reference: Path) -> None:
     sources = {row["meta"]["source"] for row in rows(reference / "train.jsonl")}
     valid = rows(reference / "valid.jsonl")
     train = [row for row in rows(dataset) if row["meta"]["source"] in sources]
-    asked = {row["messages"][0]["content"].lower() for row in valid}
-    leaked = [row["id"] for row in train if row["messages"][0]["content"].lower() in asked]
+    asked = {query_key(row["messages"]) for row in valid}
+    leaked = [row["id"] for row in train if query_key(row["messages"]) in asked]
     if leaked:
         raise SystemExit(f"{len(leaked)} training rows ask a valid query of {reference}: {leaked[:5]}")
     write_jsonl(splits / "train.jsonl", train)

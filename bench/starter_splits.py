@@ -2,8 +2,9 @@
 generate runs with PARAMS, then train keeps the committed training split's hand-written and
 template rows, plus the new augmented rows whose source example trained there; valid and test are
 the committed ones, so a sweep chooses on the same rows (no valid or test query is trained on,
-checked). The no-call bank rows stay as committed (none added or taken away: the bank tops up to a
-share of the dataset, which augmentation settings move by a row or two here).
+checked with the split stage's own "same question", text.query_key). The no-call bank rows stay as
+committed (none added or taken away: the bank tops up to a share of the dataset, which augmentation
+settings move by a row or two here).
 
     python bench/starter_splits.py /tmp/stdrop --params /tmp/params-drop.yaml   # -> /tmp/stdrop/splits
     bash bench/starter_sweep_gpu.sh /tmp/gemma.gguf /tmp/sw bench/configs/seeds3.json /tmp/stdrop/splits
@@ -16,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from calltune.data.text import query_key
 from calltune.io import read_jsonl, write_jsonl
 
 
@@ -30,8 +32,8 @@ def main(out: Path, params_file: str, base_model: str = "models/base", reference
     kept = [row for row in before if "origin" not in row["meta"]]  # hand-written, templates, no-call bank
     augmented = [row for row in rows(out / "dataset.jsonl") if row["meta"].get("origin") in ids]
     train = kept + augmented
-    held = {_query(row) for split in ("valid", "test") for row in rows(reference / f"{split}.jsonl")}
-    leaked = [row["id"] for row in train if _query(row) in held]
+    held = {query_key(row["messages"]) for split in ("valid", "test") for row in rows(reference / f"{split}.jsonl")}
+    leaked = [row["id"] for row in train if query_key(row["messages"]) in held]
     if leaked:
         raise SystemExit(f"{len(leaked)} training rows ask a valid or test query: {leaked[:5]}")
     splits = out / "splits"
@@ -41,11 +43,6 @@ def main(out: Path, params_file: str, base_model: str = "models/base", reference
         shutil.copyfile(reference / f"{split}.jsonl", splits / f"{split}.jsonl")
     print(f"train: {len(kept)} committed rows + {len(augmented)} augmented "
           f"(committed: {len(before) - len(kept)}); valid and test as committed -> {splits}")
-
-
-def _query(row: dict) -> str:
-    """The last user turn (the request the row's calls answer), folded."""
-    return [m["content"] for m in row["messages"] if m["role"] == "user"][-1].casefold()
 
 
 if __name__ == "__main__":

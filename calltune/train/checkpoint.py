@@ -3,6 +3,7 @@
 A checkpoint directory `step-0000050/` holds:
   trainable.safetensors   the trainable parameters (adapter or full weights)
   best.safetensors        the best-so-far trainable parameters by valid loss (keep-best), if any
+  average.safetensors     the moving average of the trainable parameters (train.ema), if on
   optimizer.safetensors   AdamW moments and step counts, keyed `state.<param index>.<name>`
   rng.safetensors         torch RNG states (CPU, and CUDA/MPS where used): dropout continues exactly
   state.json              loop position (step, epoch, batch), early-stopping state, loss history,
@@ -71,7 +72,7 @@ def restore_rng(states: dict, device: torch.device) -> None:
 
 
 def save_checkpoint(root: Path, step: int, trainable: dict, best: dict | None, optimizer,
-                    loop_state: dict, device: torch.device, keep: int = 1) -> Path:
+                    loop_state: dict, device: torch.device, keep: int = 1, average: dict | None = None) -> Path:
     """Write `root/step-NNNNNNN` atomically, then prune all but the newest `keep`."""
     path = root / f"{PREFIX}{step:07d}"
     opt_tensors, opt_meta = optimizer_tensors(optimizer)
@@ -80,6 +81,8 @@ def save_checkpoint(root: Path, step: int, trainable: dict, best: dict | None, o
         save_file(_contiguous(trainable), tmp / "trainable.safetensors")
         if best is not None:
             save_file(_contiguous(best), tmp / "best.safetensors")
+        if average is not None:
+            save_file(_contiguous(average), tmp / "average.safetensors")
         save_file(_contiguous(opt_tensors), tmp / "optimizer.safetensors")
         save_file(_contiguous(rng_tensors(device)), tmp / "rng.safetensors")
         (tmp / "state.json").write_text(json.dumps({**loop_state, "optimizer": opt_meta}, indent=1))
@@ -99,11 +102,12 @@ def load_checkpoint(path: Path, fingerprint: str) -> dict:
     if state.get("fingerprint") != fingerprint:
         raise InputError("checkpoint was made with other params or data; delete it or set train.resume: false",
                          path=path, field="train.resume")
-    best = path / "best.safetensors"
+    best, average = path / "best.safetensors", path / "average.safetensors"
     return {
         "loop": state,
         "trainable": load_file(path / "trainable.safetensors"),
         "best": load_file(best) if best.is_file() else None,
+        "average": load_file(average) if average.is_file() else None,
         "optimizer": load_file(path / "optimizer.safetensors"),
         "rng": load_file(path / "rng.safetensors"),
     }

@@ -45,6 +45,7 @@ def check_supported(tp: dict) -> None:
         "method": tp["method"] != "lora", "resume": tp["resume"], "patience": tp["patience"] > 0,
         "device": tp["device"] not in ("auto", "cpu", "mps"), "packing": tp.get("packing", False) in (True, "padded"),
         "init_adapter": bool(tp.get("init_adapter")), "embed_noise": tp.get("embed_noise", 0) > 0,
+        "ema": tp.get("ema", 0) > 0,
     }
     for key, bad in unsupported.items():
         if bad:

@@ -1,6 +1,7 @@
 """The training loop: AdamW, warmup + cosine, grad accumulation and clipping, eval, early stopping
 with keep-best, a wall-clock budget, reports to callbacks (callbacks.py: dvclive), a progress bar,
-checkpoints and exact resume.
+checkpoints and exact resume. With train.ema, validation, keep-best and the result use a moving
+average of the weights (ema.py); training steps the raw weights as without it.
 
 Batches: prompt-grouped and padded (datasets.length_grouped_batches), or packed across groups into
 one row each (packing.py) when train.packing says so. Run length: length.run_length (epochs
@@ -28,11 +29,13 @@ from typing import Sequence
 import torch
 from tqdm import tqdm
 
+from calltune.errors import InputError
 from calltune.train import checkpoint as ckpt
 from calltune.train.callbacks import TrainingCallback
 from calltune.train.datasets import TokenizedExample, collate, length_grouped_batches
 from calltune.train.device import attention_kernels
 from calltune.train.distributed import SINGLE, Dist, sharded_adamw
+from calltune.train.ema import WeightAverage
 from calltune.train.embed_noise import embedding_noise
 from calltune.train.length import RunLength, projected_s, run_length
 from calltune.train.lora import load_trainable_state, trainable_state
@@ -74,6 +77,7 @@ class TrainConfig:
     fit_schedule: bool = False  # a run that would overrun max_minutes follows the budget's clock down the cosine
     shard_optimizer: bool = False  # with > 1 process: AdamW state sharded across them (ZeRO-1)
     embed_noise: float = 0.0  # U(-m, m) noise on the input embeddings while training (embed_noise.py; NEFTune)
+    ema: float = 0.0  # decay of a moving average of the weights that is scored and kept (ema.py); 0 = off
 
     @classmethod
     def from_params(cls, train: dict, seed: int) -> "TrainConfig":
@@ -134,6 +138,8 @@ class Trainer:
         self.params = [p for p in model.parameters() if p.requires_grad]
         dist.broadcast_from_main(self.params)  # every process starts from the main one's weights
         self.optimizer = make_optimizer(self.params, cfg, device, dist)
+        self.ema = (WeightAverage({n: p for n, p in model.named_parameters() if p.requires_grad}, cfg.ema)
+                    if cfg.ema > 0 else None)
         self.state = LoopState()
         self.best: dict | None = None
         self.pack = resolve_packing(cfg.packing, train_set, cfg.batch_size, cfg.seed, can_pack(lm_parts(model).body))
@@ -224,6 +230,8 @@ class Trainer:
             group["lr"] = lr
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update()
         record = {"step": self.state.step + 1, "train_loss": float(loss_sum) / n_targets, "lr": lr}
         elapsed = time.perf_counter() - started
         record["tokens_per_s"] = n_tokens / elapsed  # all processes' tokens: the run's throughput
@@ -244,6 +252,11 @@ class Trainer:
             sums += torch.tensor([float(loss), n], dtype=torch.float64, device=self.device)
         self.dist.sum_tensors([sums])
         return float(sums[0] / sums[1])
+
+    def averaged(self):
+        """Within the block the model holds the weights that are scored and kept: the moving average
+        with train.ema, else the trained weights themselves."""
+        return self.ema.applied() if self.ema is not None else contextlib.nullcontext()
 
     # -- bookkeeping -----------------------------------------------------------------------
     def _note_eval(self, valid_loss: float) -> None:
@@ -271,7 +284,8 @@ class Trainer:
             return
         loop = {**asdict(self.state), "train_s": self._elapsed(), "fingerprint": self.fingerprint}
         ckpt.save_checkpoint(self.checkpoint_dir, self.state.step, trainable_state(self.model), self.best,
-                             self.optimizer, loop, self.device)
+                             self.optimizer, loop, self.device,
+                             average=self.ema.state() if self.ema is not None else None)
 
     def restore(self) -> bool:
         """Continue from the newest checkpoint, if any. Returns whether one was found."""
@@ -285,6 +299,11 @@ class Trainer:
         loop = {k: v for k, v in saved["loop"].items() if k in LoopState.__dataclass_fields__}
         self.state = LoopState(**loop)
         self.best = saved["best"]
+        if self.ema is not None:
+            if saved["average"] is None:
+                raise InputError("checkpoint has no weight average (train.ema); delete it or set train.resume: false",
+                                 path=found, field="train.resume")
+            self.ema.load(saved["average"])
         return True
 
     # -- the loop --------------------------------------------------------------------------
@@ -363,9 +382,11 @@ class Trainer:
                     self._judge_pace(durations)
                 # out of time: evaluate now too, so keep-best can choose the weights trained last
                 out_of_time = self._out_of_time() and self.state.step < self.total_steps
-                if (self._due(self.length.eval_every) or out_of_time) and (valid := self.evaluate()) is not None:
-                    record["valid_loss"] = valid
-                    self._note_eval(valid)
+                if self._due(self.length.eval_every) or out_of_time:
+                    with self.averaged():  # scored and, if best, kept
+                        if (valid := self.evaluate()) is not None:
+                            record["valid_loss"] = valid
+                            self._note_eval(valid)
                 self.state.stopped_at_budget = out_of_time
                 self.state.history.append(record)
                 self._report(record)
@@ -385,6 +406,8 @@ class Trainer:
         self.state.train_s = self._elapsed()
         if self.best is not None:
             load_trainable_state(self.model, self.best)
+        elif self.ema is not None:
+            self.ema.apply()
         result = self.summary()
         for callback in self.callbacks:
             callback.on_train_end(result)

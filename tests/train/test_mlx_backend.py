@@ -29,7 +29,7 @@ def test_mx_schedule_matches_the_torch_schedule():
 
 @pytest.mark.parametrize("key, value", [("method", "dora"), ("resume", True), ("patience", 2), ("device", "cuda"),
                                         ("packing", True), ("init_adapter", "models/adapter"),
-                                        ("embed_noise", 0.01)])
+                                        ("embed_noise", 0.01), ("ema", 0.9)])
 def test_options_only_the_torch_backend_has_are_refused(key, value):
     train = tiny_params(backend="mlx", device="auto")["train"]
     train[key] = value

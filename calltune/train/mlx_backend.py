@@ -45,7 +45,6 @@ def check_supported(tp: dict) -> None:
         "method": tp["method"] != "lora", "resume": tp["resume"], "patience": tp["patience"] > 0,
         "device": tp["device"] not in ("auto", "cpu", "mps"), "packing": tp.get("packing", False) in (True, "padded"),
         "init_adapter": bool(tp.get("init_adapter")), "embed_noise": tp.get("embed_noise", 0) > 0,
-        "ema": tp.get("ema", 0) > 0,
     }
     for key, bad in unsupported.items():
         if bad:
@@ -177,6 +176,35 @@ def save_peft_adapter(model, out_dir: Path, lora: dict, modules: list[str], base
     return sorted(p.name for p in out_dir.iterdir())
 
 
+class MlxAverage:
+    """calltune.train.ema's moving average (train.ema) over an mlx model's trainable parameters:
+    a = d * a + (1 - d) * w after every optimizer step, in float32. mlx-lm's loop keeps the last
+    weights and validates the raw ones; the run ends with the average instead (`apply`)."""
+
+    def __init__(self, model, decay: float):
+        import mlx.core as mx
+        from mlx.utils import tree_flatten
+
+        if not 0 < decay < 1:
+            raise ValueError(f"decay must lie strictly between 0 and 1, not {decay}")
+        self.model, self.decay = model, decay
+        self.average = {k: v.astype(mx.float32) for k, v in tree_flatten(model.trainable_parameters())}
+
+    def update(self) -> None:
+        import mlx.core as mx
+        from mlx.utils import tree_flatten
+
+        for k, v in tree_flatten(self.model.trainable_parameters()):
+            self.average[k] = self.decay * self.average[k] + (1 - self.decay) * v.astype(mx.float32)
+        mx.eval(list(self.average.values()))
+
+    def apply(self) -> None:
+        from mlx.utils import tree_flatten
+
+        dtypes = {k: v.dtype for k, v in tree_flatten(self.model.trainable_parameters())}
+        self.model.load_weights([(k, a.astype(dtypes[k])) for k, a in self.average.items()], strict=False)
+
+
 class OutOfTime(Exception):
     """Raised from the callback after an optimizer step once train.max_minutes has passed."""
 
@@ -185,13 +213,15 @@ class MlxReports:
     """mlx-lm's training callback: its reports, per iteration (micro-batch), turned into calltune's
     (callbacks.py; step = the optimizer step the iteration belongs to) and handed to `callbacks`. Keeps
     them as the summary's history (a valid loss joins the latest record of its step) and the untrained
-    model's valid loss (mlx-lm measures it first, at iteration 0); stops the loop (OutOfTime) after the
-    first optimizer step past `deadline` (time.monotonic(), None = none)."""
+    model's valid loss (mlx-lm measures it first, at iteration 0); updates `average` (MlxAverage, or
+    None) after every optimizer step; stops the loop (OutOfTime) after the first optimizer step past
+    `deadline` (time.monotonic(), None = none)."""
 
-    def __init__(self, callbacks: list[TrainingCallback], grad_accum: int, deadline: float | None = None):
+    def __init__(self, callbacks: list[TrainingCallback], grad_accum: int, deadline: float | None = None,
+                 average: MlxAverage | None = None):
         self.callbacks, self.grad_accum, self.history = callbacks, grad_accum, []
         self.initial_valid_loss = None
-        self.deadline = deadline
+        self.deadline, self.average = deadline, average
 
     def _step(self, iteration: int) -> int:
         return math.ceil(iteration / self.grad_accum)
@@ -203,6 +233,8 @@ class MlxReports:
         for callback in self.callbacks:
             callback.on_train_loss_report(dict(record))
         step_done = info["iteration"] % self.grad_accum == 0  # the weights were just updated
+        if step_done and self.average is not None:
+            self.average.update()
         if step_done and self.deadline is not None and time.monotonic() >= self.deadline:
             raise OutOfTime
 
@@ -303,7 +335,8 @@ def run_mlx(params: dict, paths, progress: bool = True) -> dict:
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     budget = tp.get("max_minutes", 0)
     with live_callbacks(paths.live, False) as callbacks:
-        reports = MlxReports(callbacks, accum, time.monotonic() + 60 * budget if budget > 0 else None)
+        average = MlxAverage(model, tp["ema"]) if tp.get("ema", 0) > 0 else None
+        reports = MlxReports(callbacks, accum, time.monotonic() + 60 * budget if budget > 0 else None, average)
         loop_started = time.perf_counter()
         try:
             train(model, optimizer, train_set, valid_set, args, loss=target_head_loss,
@@ -311,6 +344,8 @@ def run_mlx(params: dict, paths, progress: bool = True) -> dict:
             stopped_at_budget = False
         except OutOfTime:
             stopped_at_budget = True
+        if average is not None:
+            average.apply()
         result = reports.loop_summary(length, len(train_set), epoch_batches(train_set, tp, seed), accum, budget,
                                       stopped_at_budget, time.perf_counter() - loop_started)
         for callback in callbacks:

@@ -16,7 +16,7 @@ pytest.importorskip("mlx_lm")
 import mlx.core as mx  # noqa: E402
 
 from calltune.errors import InputError  # noqa: E402
-from calltune.train.mlx_backend import OPENBLAS, add_lora, check_supported, mx_lr_schedule  # noqa: E402
+from calltune.train.mlx_backend import OPENBLAS, MlxAverage, add_lora, check_supported, mx_lr_schedule  # noqa: E402
 from calltune.train.schedule import lr_at  # noqa: E402
 from train_helpers import ROOT, canonical_rows, tiny_params, write_params, write_rows  # noqa: E402
 
@@ -29,7 +29,7 @@ def test_mx_schedule_matches_the_torch_schedule():
 
 @pytest.mark.parametrize("key, value", [("method", "dora"), ("resume", True), ("patience", 2), ("device", "cuda"),
                                         ("packing", True), ("init_adapter", "models/adapter"),
-                                        ("embed_noise", 0.01), ("ema", 0.9)])
+                                        ("embed_noise", 0.01)])
 def test_options_only_the_torch_backend_has_are_refused(key, value):
     train = tiny_params(backend="mlx", device="auto")["train"]
     train[key] = value
@@ -112,3 +112,42 @@ def test_mlx_stops_at_the_time_budget(tmp_path, tiny_gemma_dir):
     summary = run_training(params, paths, progress=False)
     assert summary["stopped_at_budget"] and summary["steps"] == 1 and summary["total_steps"] == 6
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_mlx_average_follows_the_formula_of_the_torch_one():
+    import mlx.nn as nn
+
+    model = nn.Linear(2, 1, bias=False)
+    model.weight = mx.array([[1.0, -2.0]])
+    average = MlxAverage(model, 0.7)
+    expected = np.array([[1.0, -2.0]])
+    for value in ([[3.0, 0.0]], [[5.0, 4.0]]):
+        model.weight = mx.array(value)
+        average.update()
+        expected = 0.7 * expected + 0.3 * np.array(value)
+    assert np.allclose(np.array(model.weight), [[5.0, 4.0]])  # updating leaves the weights alone
+    average.apply()
+    assert np.allclose(np.array(model.weight), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        MlxAverage(model, 1.0)
+
+
+def test_mlx_with_a_weight_average_trains_the_same_and_saves_the_average(tmp_path, tiny_gemma_dir):
+    from safetensors.numpy import load_file
+
+    from calltune.train.run import run_training
+    from calltune.train.session import TrainPaths
+
+    def run(name: str, ema: float):
+        paths = TrainPaths(train=write_rows(tmp_path / "train.jsonl", canonical_rows(8, seed=1)),
+                           valid=write_rows(tmp_path / "valid.jsonl", canonical_rows(2, seed=2)), base=tiny_gemma_dir,
+                           out=tmp_path / f"adapter-{name}", checkpoints=tmp_path / f"ckpt-{name}",
+                           live=tmp_path / f"live-{name}")
+        params = tiny_params(backend="mlx", device="auto", dtype="auto", epochs=2, ema=ema)
+        summary = run_training(params, paths, progress=False)
+        return summary, load_file(paths.out / "adapter_model.safetensors")
+
+    (plain, plain_weights), (averaged, averaged_weights) = run("plain", 0.0), run("averaged", 0.5)
+    losses = [[r["train_loss"] for r in s["history"] if "train_loss" in r] for s in (plain, averaged)]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)  # training never sees the average
+    assert any(not np.allclose(plain_weights[k], averaged_weights[k]) for k in plain_weights)

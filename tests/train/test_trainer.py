@@ -266,7 +266,7 @@ def test_a_fitted_run_resumes_on_the_budget_clock(tiny_gemma_dir, data, tmp_path
 
 
 OFF_UNLESS_ASKED = {"packing": False, "pack_tokens": 0, "min_steps": 0, "max_minutes": 0, "fit_schedule": False,
-                    "shard_optimizer": False}
+                    "shard_optimizer": False, "ema": 0.0}
 
 
 def test_train_config_defaults_are_params_yaml_values_or_off():

@@ -21,12 +21,17 @@ import torch
 from calltune.errors import InputError
 
 
+def check_decay(decay: float) -> None:
+    """The decay of an average (this one, or the MLX backend's) lies strictly between 0 and 1."""
+    if not 0 < decay < 1:
+        raise ValueError(f"decay must lie strictly between 0 and 1, not {decay}")
+
+
 class WeightAverage:
     """The moving average of `named` parameters (name -> trainable tensor) with `decay` in (0, 1)."""
 
     def __init__(self, named: dict[str, torch.Tensor], decay: float):
-        if not 0 < decay < 1:
-            raise ValueError(f"decay must lie strictly between 0 and 1, not {decay}")
+        check_decay(decay)
         self.named, self.decay = named, decay
         self.average = {name: p.detach().float().clone() for name, p in named.items()}
 

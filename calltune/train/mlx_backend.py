@@ -30,6 +30,7 @@ import numpy as np
 from calltune.errors import InputError
 from calltune.train.callbacks import TrainingCallback, live_callbacks
 from calltune.train.datasets import length_grouped_batches
+from calltune.train.ema import check_decay
 from calltune.train.length import RunLength, ceil_div, run_length
 from calltune.train.schedule import FLOOR
 from calltune.train.session import data_stats, load_data, training_summary, warn, write_outputs
@@ -185,8 +186,7 @@ class MlxAverage:
         import mlx.core as mx
         from mlx.utils import tree_flatten
 
-        if not 0 < decay < 1:
-            raise ValueError(f"decay must lie strictly between 0 and 1, not {decay}")
+        check_decay(decay)
         self.model, self.decay = model, decay
         self.average = {k: v.astype(mx.float32) for k, v in tree_flatten(model.trainable_parameters())}
 

@@ -69,7 +69,7 @@ class TrainConfig:
     resume: bool = False
     seed: int = 0
     share_prefix: bool = True
-    # ---- off unless asked for (params.yaml turns some on: packing auto, min_steps, max_minutes, ema) ----
+    # ---- off unless asked for (params.yaml turns some on: packing auto, min_steps, max_minutes) ----
     packing: bool | str = False  # auto | true | padded | false (packing.resolve_packing)
     pack_tokens: int = 0  # most tokens in a packed row (0 = no limit)
     min_steps: int = 0  # lengthen the run to whole epochs with at least this many optimizer steps

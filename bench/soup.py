@@ -41,10 +41,14 @@ def soup(models: list[Path], out: Path) -> None:
         averaged[name] = (total / len(models)).to(first.dtype).contiguous()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    for f in models[0].iterdir():
-        if f.is_file() and f.name != WEIGHTS:
-            shutil.copy(f, tmp / f.name)
-    save_file(averaged, str(tmp / WEIGHTS), metadata={"format": "pt"})
+    try:
+        for f in models[0].iterdir():
+            if f.is_file() and f.name != WEIGHTS:
+                shutil.copy(f, tmp / f.name)
+        save_file(averaged, str(tmp / WEIGHTS), metadata={"format": "pt"})
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)

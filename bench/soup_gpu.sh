@@ -25,6 +25,9 @@ if [ -z "${SOUP_COPY:-}" ]; then  # a private copy: the device tool re-sends the
 fi
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD"
+# every import the runs and their scoring need, before any training (2026-12-08: llguidance was
+# missing, and each scoring failed after its run had trained)
+python -c "import gguf, peft, transformers, llguidance, jsonschema; import calltune.constrain"
 seeds=(1234 7 11 23 42)
 python bench/foundation_gpu.py base --gguf "$gguf" --out "$work/base" --foundation calltune/foundation/weights
 python - "$work" "${seeds[@]}" <<'PY'

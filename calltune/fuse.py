@@ -23,11 +23,7 @@ import torch
 
 from calltune.errors import InputError
 from calltune.io import read_json, sha256_file
-from calltune.model_dir import DTYPES, SOURCE_FILE, save_base
-
-PEFT_WEIGHTS = "adapter_model.safetensors"
-MLX_WEIGHTS = "adapters.safetensors"
-ADAPTER_CONFIG = "adapter_config.json"
+from calltune.model_dir import ADAPTER_CONFIG, DTYPES, MLX_WEIGHTS, PEFT_WEIGHTS, SOURCE_FILE, save_base
 
 
 class MlxLora(NamedTuple):

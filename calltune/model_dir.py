@@ -1,16 +1,35 @@
 """The model directory every stage hands on (models/base, models/fused): an HF-format folder with
 safetensors weights, the tokenizer, the chat template as a file, a greedy generation config and
 calltune's provenance record (SOURCE_FILE). base_model writes it from a GGUF, HF directory or hub
-id; fuse writes it again with an adapter merged in."""
+id; fuse writes it again with an adapter merged in. Also the names of the files in the adapter
+directory the train stage hands to fuse (models/adapter)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 
 from calltune import __version__
+from calltune.errors import InputError
 from calltune.io import atomic_path, write_json
 
 SOURCE_FILE = "calltune_source.json"
+# models/adapter: a PEFT adapter (torch and mlx backends write this), or mlx-lm's own file (fuse reads both)
+PEFT_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
+MLX_WEIGHTS = "adapters.safetensors"
+
+
+def peft_adapter_files(adapter_dir, field: str | None = None) -> tuple[Path, Path]:
+    """(weights, config) of a PEFT adapter directory, or an InputError naming the file that is missing
+    (and `field`, the param that named the directory)."""
+    adapter_dir = Path(adapter_dir)
+    files = adapter_dir / PEFT_WEIGHTS, adapter_dir / ADAPTER_CONFIG
+    for need in files:
+        if not need.is_file():
+            raise InputError("not a PEFT adapter directory: this file is missing", path=need, field=field)
+    return files
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}  # the dtype names params accept
 
 

@@ -58,13 +58,24 @@ def main(params, train, valid, base_model, out, checkpoints, live, progress):
     summary = run_training(params, paths, progress=progress)
     if summary.get("processes", 1) > 1 and not distributed.torchrun_env().is_main:
         return  # the main process reports
+    if "soup" in summary:  # train.soup: N runs, one adapter
+        click.echo(f"trained a soup of {summary['soup']} runs (seeds {summary['seeds']}; {summary['backend']}, "
+                   f"{summary['device']}, {summary['method']}) in {summary['wall_s']:.0f}s:")
+        for run in summary["members"]:
+            click.echo("  " + run_line(run))
+        click.echo(f"  their mean as one adapter -> {out}")
+        return
+    click.echo(f"trained {run_line(summary)} -> {out}")
+
+
+def run_line(summary: dict) -> str:
+    """One run's steps, device and losses (the stage's report)."""
     best = summary.get("best_valid_loss")
-    click.echo(f"trained {summary['steps']} steps ({summary['backend']}, {summary['device']}, {summary['dtype']}, "
-               f"{summary['method']}) in {summary['wall_s']:.0f}s: train loss {summary['first_train_loss']:.4f} -> "
-               f"{summary['last_train_loss']:.4f}"
-               + (f", best valid loss {best:.4f} at step {summary['best_step']}" if best is not None else "")
-               + budget_note(summary)
-               + f" -> {out}")
+    return (f"{summary['steps']} steps (seed {summary['seed']}; {summary['backend']}, {summary['device']}, "
+            f"{summary['dtype']}, {summary['method']}) in {summary['wall_s']:.0f}s: train loss "
+            f"{summary['first_train_loss']:.4f} -> {summary['last_train_loss']:.4f}"
+            + (f", best valid loss {best:.4f} at step {summary['best_step']}" if best is not None else "")
+            + budget_note(summary))
 
 
 if __name__ == "__main__":

@@ -39,16 +39,18 @@ class TrainingCallback(Protocol):
 class LiveLogger:
     """dvclive: each report's metrics (LIVE_NAMES) at its step, written out (sync) per report; at the
     end, the kept weights' valid loss and step in metrics.json (beside the last step's values), so
-    `dvc exp show --sort-by best_valid_loss` and `dvc metrics diff` compare what each experiment keeps."""
+    `dvc exp show --sort-by best_valid_loss` and `dvc metrics diff` compare what each experiment keeps.
+    A `scope` (a soup's member-0, member-1, ...) puts every name under it: plots/metrics/member-0/
+    train/loss.tsv, metrics.json's {"member-0": {...}}, so the runs of one stage share one log."""
 
-    def __init__(self, live):
-        self.live = live
+    def __init__(self, live, scope: str = ""):
+        self.live, self.scope = live, scope
 
     def _log(self, info: dict) -> None:
         self.live.step = info["step"]
         for key, name in LIVE_NAMES.items():
             if key in info:
-                self.live.log_metric(name, info[key])
+                self.live.log_metric(f"{self.scope}/{name}" if self.scope else name, info[key])
         self.live.sync()
 
     def on_train_loss_report(self, info: dict) -> None:
@@ -59,8 +61,9 @@ class LiveLogger:
 
     def on_train_end(self, summary: dict) -> None:
         if summary.get("best_valid_loss") is not None:
-            self.live.summary["best_valid_loss"] = summary["best_valid_loss"]
-            self.live.summary["best_step"] = summary["best_step"]
+            kept = self.live.summary.setdefault(self.scope, {}) if self.scope else self.live.summary
+            kept["best_valid_loss"] = summary["best_valid_loss"]
+            kept["best_step"] = summary["best_step"]
 
 
 def open_live(live_dir: Path, resume: bool):

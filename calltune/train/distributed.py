@@ -196,6 +196,14 @@ def start(dist: Dist, device: torch.device) -> None:
         tdist.init_process_group(backend_for(device), rank=dist.rank, world_size=dist.world_size, **options)
 
 
+def joined() -> bool:
+    """Whether this process is in a process group already (a soup's earlier run joined it: gloo
+    cannot rendezvous twice on torchrun's store, so the group outlives each run of a soup)."""
+    import torch.distributed as tdist
+
+    return tdist.is_available() and tdist.is_initialized()
+
+
 def stop(dist: Dist) -> None:
     import torch.distributed as tdist
 

@@ -90,13 +90,12 @@ def init_from_adapter(model, adapter_dir, method: str, lora: dict) -> None:
 
     from calltune.io import read_json
 
-    adapter_dir, field = Path(adapter_dir), "train.init_adapter"
-    weights, config_file = adapter_dir / "adapter_model.safetensors", adapter_dir / "adapter_config.json"
+    from calltune.model_dir import peft_adapter_files
+
+    field = "train.init_adapter"
     if method not in ADAPTER_METHODS:
         raise InputError(f"only an adapter can start from an adapter (train.method is {method!r})", field=field)
-    for need in (weights, config_file):
-        if not need.is_file():
-            raise InputError("not a PEFT adapter directory: this file is missing", path=need, field=field)
+    weights, config_file = peft_adapter_files(adapter_dir, field)
     config = read_json(config_file)
     wanted = {"r": lora["rank"], "lora_alpha": lora["alpha"], "use_dora": method == "dora"}
     for key, value in wanted.items():

@@ -19,6 +19,7 @@ train in float32 there (bf16 matmuls skip BLAS).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
@@ -28,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from calltune.errors import InputError
+from calltune.model_dir import PEFT_WEIGHTS
 from calltune.train.callbacks import TrainingCallback, live_callbacks
 from calltune.train.datasets import length_grouped_batches
 from calltune.train.ema import check_decay
@@ -171,7 +173,7 @@ def save_peft_adapter(model, out_dir: Path, lora: dict, modules: list[str], base
 
     out_dir.mkdir(parents=True, exist_ok=True)
     save_file({k: np.ascontiguousarray(v) for k, v in peft_tensors(model).items()},
-              str(out_dir / "adapter_model.safetensors"), metadata={"format": "pt"})
+              str(out_dir / PEFT_WEIGHTS), metadata={"format": "pt"})
     LoraConfig(r=lora["rank"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"], target_modules=modules,
                bias="none", task_type="CAUSAL_LM", base_model_name_or_path=base).save_pretrained(str(out_dir))
     return sorted(p.name for p in out_dir.iterdir())
@@ -305,7 +307,8 @@ def train_steps(train_set, tp: dict, seed: int) -> int:
     return train_length(train_set, tp, seed).total_steps
 
 
-def run_mlx(params: dict, paths, progress: bool = True) -> dict:
+def run_mlx(params: dict, paths, progress: bool = True, callbacks: list | None = None) -> dict:
+    """`callbacks`: these instead of the run's own dvclive log (a soup's runs share one)."""
     import mlx.core as mx
     import mlx.optimizers as optim
     from mlx.utils import tree_flatten
@@ -334,7 +337,8 @@ def run_mlx(params: dict, paths, progress: bool = True) -> dict:
                         adapter_file=str(paths.checkpoints / "adapters.safetensors"), grad_accumulation_steps=accum)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     budget = tp.get("max_minutes", 0)
-    with live_callbacks(paths.live, False) as callbacks:
+    given = contextlib.nullcontext(callbacks) if callbacks is not None else None
+    with given or live_callbacks(paths.live, False) as callbacks:
         average = MlxAverage(model, tp["ema"]) if tp.get("ema", 0) > 0 else None
         reports = MlxReports(callbacks, accum, time.monotonic() + 60 * budget if budget > 0 else None, average)
         loop_started = time.perf_counter()

@@ -19,8 +19,9 @@ from pathlib import Path
 import torch
 
 from calltune.errors import InputError
-from calltune.fuse import ADAPTER_CONFIG as CONFIG
-from calltune.fuse import PEFT_WEIGHTS as WEIGHTS
+from calltune.model_dir import ADAPTER_CONFIG as CONFIG
+from calltune.model_dir import PEFT_WEIGHTS as WEIGHTS
+from calltune.model_dir import peft_adapter_files
 from calltune.io import atomic_path, read_json, write_json
 # the config keys every member must share (anything that changes what one update means)
 SHARED_KEYS = ("peft_type", "base_model_name_or_path", "r", "lora_alpha", "target_modules", "use_dora",
@@ -32,9 +33,7 @@ LORA_KEY = re.compile(r"\.lora_(A|B)\.weight$")
 def _load(adapter_dir: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     from safetensors.torch import load_file
 
-    for need in (adapter_dir / WEIGHTS, adapter_dir / CONFIG):
-        if not need.is_file():
-            raise InputError("not a PEFT adapter directory: this file is missing", path=need)
+    peft_adapter_files(adapter_dir)
     config = read_json(adapter_dir / CONFIG)
     if config.get("peft_type") != "LORA":
         raise InputError(f"only LoRA adapters make a soup, not {config.get('peft_type')!r}",
@@ -55,9 +54,18 @@ def _load(adapter_dir: Path) -> tuple[dict, dict[str, torch.Tensor]]:
 
 
 def soup_adapters(adapter_dirs: list[Path], out_dir: Path) -> dict:
-    """Write to `out_dir` the one LoRA adapter whose update is the mean of `adapter_dirs`' updates
-    (see the module docstring). Every member must have the same config (SHARED_KEYS) and tensors
-    (names, shapes); anything else is an InputError naming the member. Returns the new config."""
+    """Write to `out_dir`, atomically, the one LoRA adapter whose update is the mean of `adapter_dirs`'
+    updates (save_soup). Returns its config."""
+    with atomic_path(out_dir) as tmp:
+        save_soup(adapter_dirs, tmp)
+    return read_json(Path(out_dir) / CONFIG)
+
+
+def save_soup(adapter_dirs: list[Path], out_dir: Path) -> list[str]:
+    """Write to the new directory `out_dir` the one LoRA adapter whose update is the mean of
+    `adapter_dirs`' updates (see the module docstring). Every member must have the same config
+    (SHARED_KEYS) and tensors (names, shapes); anything else is an InputError naming the member.
+    Returns the names of the files written (as session.write_outputs' `save` does)."""
     from safetensors.torch import save_file
 
     adapter_dirs = [Path(d) for d in adapter_dirs]
@@ -80,9 +88,8 @@ def soup_adapters(adapter_dirs: list[Path], out_dir: Path) -> dict:
         # lora_A: [r, in] -> rows of the N adapters; lora_B: [out, r] -> their columns
         stacked[name] = torch.cat(parts, dim=0 if LORA_KEY.search(name).group(1) == "A" else 1).contiguous()
     # alpha unchanged: the scale alpha / (n * r) is each member's alpha / r divided by n
-    config = {**config0, "r": rank * n}
-    with atomic_path(out_dir) as tmp:
-        tmp.mkdir()
-        save_file(stacked, str(tmp / WEIGHTS), metadata={"format": "pt"})
-        write_json(tmp / CONFIG, config)
-    return config
+    out_dir = Path(out_dir)
+    out_dir.mkdir()
+    save_file(stacked, str(out_dir / WEIGHTS), metadata={"format": "pt"})
+    write_json(out_dir / CONFIG, {**config0, "r": rank * n})
+    return [WEIGHTS, CONFIG]

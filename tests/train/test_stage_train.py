@@ -111,6 +111,21 @@ def test_unknown_train_param_is_rejected(tmp_path, splits, tiny_gemma_dir):
     assert done.exit_code == 2 and "train.learning_rate" in done.output and "unknown key" in done.output
 
 
+def test_a_soup_is_reported_run_by_run(tmp_path, splits, tiny_gemma_dir):
+    done = stage_in_process(tmp_path, tiny_params(soup=2, max_steps=2), *splits, tiny_gemma_dir)
+    assert done.exit_code == 0, done.output
+    assert "trained a soup of 2 runs (seeds [1234, 1235]" in done.output
+    assert done.output.count("2 steps (seed ") == 2 and "their mean as one adapter" in done.output
+    assert json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())["r"] == 8
+
+
+@pytest.mark.parametrize("soup", [0, 17, 1.5])
+def test_a_bad_soup_size_is_rejected(tmp_path, splits, tiny_gemma_dir, soup):
+    done = stage_in_process(tmp_path, tiny_params(soup=soup), *splits, tiny_gemma_dir)
+    assert done.exit_code == 2 and "train.soup" in done.output
+    assert not (tmp_path / "adapter").exists()
+
+
 def test_cut_examples_are_reported(tmp_path, splits, tiny_gemma_dir, capsys):
     summary = run_training(tiny_params(max_seq_len=330, max_steps=1), paths(tmp_path, splits, tiny_gemma_dir),
                            progress=False)

@@ -202,3 +202,16 @@ def test_train_distributed_makes_the_stage_launch_torchrun_itself(tmp_path, data
     summary = json.loads((paths.out / SUMMARY_FILE).read_text())
     assert summary["processes"] == 2
     assert_same_history(reference["history"], summary["history"])
+
+
+def test_a_soup_under_torchrun_is_the_soup_of_one_process(tmp_path, data, tiny_gemma_dir):
+    """train.soup: each run starts and ends its process group; the two processes' soup is one process's."""
+    p = params(soup=2, max_steps=3)
+    with one_thread():
+        run_training(p, run_paths(tmp_path / "one", data, tiny_gemma_dir), progress=False)
+    done = torchrun(tmp_path / "two", p, data, tiny_gemma_dir)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("trained a soup of 2 runs") == 1  # the main process reports, once
+    summary = json.loads((tmp_path / "two" / "adapter" / SUMMARY_FILE).read_text())
+    assert summary["processes"] == 2 and [m["steps"] for m in summary["members"]] == [3, 3]
+    assert_same_adapter(tmp_path / "one" / "adapter", tmp_path / "two" / "adapter")

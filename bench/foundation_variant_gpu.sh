@@ -30,11 +30,7 @@ gguf=$(realpath "${1:?the embedded Gemma 3 270M GGUF}")
 work=$(realpath -m "${2:-/tmp/fv}")
 nd=$(realpath "${3:?the new domain splits (bench/newdomain_splits.py)}")
 starter=$(realpath "${4:?the starter splits (dvc repro split: data/splits)}")
-if [ -z "${VARIANT_COPY:-}" ]; then  # a private copy: the device tool re-sends the tree with every call
-  mkdir -p "$work/src"
-  tar -C "$(dirname "$0")/.." --exclude='./.*' --exclude=./models --exclude=./node_modules --exclude='*.egg-info' -cf - . | tar -C "$work/src" -xf -
-  VARIANT_COPY=1 exec bash "$work/src/bench/foundation_variant_gpu.sh" "$gguf" "$work" "$nd" "$starter"
-fi
+. "$(dirname "$0")/gpu_copy.sh" "$work" "$0" "$gguf" "$work" "$nd" "$starter"  # a private copy (gpu_copy.sh)
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD"
 minutes=${FOUNDATION_MINUTES:-13}       # the variant's training budget (the shipped adapter had 14 on an H200)

@@ -18,11 +18,7 @@ gguf=$(realpath "${1:?the embedded Gemma 3 270M GGUF}")
 work=$(realpath -m "${2:-/tmp/soup}")
 nd=$(realpath "${3:?the new domain splits (bench/newdomain_splits.py)}")
 starter=$(realpath "${4:?the starter splits (dvc repro split: data/splits)}")
-if [ -z "${SOUP_COPY:-}" ]; then  # a private copy: the device tool re-sends the tree with every call
-  mkdir -p "$work/src"
-  tar -C "$(dirname "$0")/.." --exclude='./.*' --exclude=./models --exclude=./node_modules --exclude='*.egg-info' -cf - . | tar -C "$work/src" -xf -
-  SOUP_COPY=1 exec bash "$work/src/bench/soup_gpu.sh" "$gguf" "$work" "$nd" "$starter"
-fi
+. "$(dirname "$0")/gpu_copy.sh" "$work" "$0" "$gguf" "$work" "$nd" "$starter"  # a private copy (gpu_copy.sh)
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD"
 # every import the runs and their scoring need, before any training (2026-12-08: llguidance was

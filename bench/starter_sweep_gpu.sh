@@ -20,11 +20,7 @@ gguf=$(realpath "${1:?the embedded Gemma 3 270M GGUF}")
 work=$(realpath -m "${2:-/tmp/sw}")
 configs=${3:-bench/configs/starter_budget.json}
 splits=${4:+$(realpath "$4")}  # default: the copy's data/splits
-if [ -z "${STARTER_SWEEP_COPY:-}" ]; then
-  mkdir -p "$work/src"
-  tar -C "$(dirname "$0")/.." --exclude='./.*' --exclude=./models --exclude=./node_modules --exclude='*.egg-info' -cf - . | tar -C "$work/src" -xf -
-  STARTER_SWEEP_COPY=1 exec bash "$work/src/bench/starter_sweep_gpu.sh" "$gguf" "$work" "$configs" "$splits"
-fi
+. "$(dirname "$0")/gpu_copy.sh" "$work" "$0" "$gguf" "$work" "$configs" "$splits"  # a private copy (gpu_copy.sh)
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD"
 python bench/foundation_gpu.py base --gguf "$gguf" --out "$work/base" --foundation calltune/foundation/weights

@@ -18,11 +18,7 @@ set -euo pipefail
 gguf=$(realpath "${1:?the embedded Gemma 3 270M GGUF}")
 work=$(realpath -m "${2:-/tmp/ws}")
 nd=$(realpath "${3:?the new domain splits (bench/newdomain_splits.py)}")
-if [ -z "${WARM_START_COPY:-}" ]; then  # a private copy: the device tool re-sends the tree with every call
-  mkdir -p "$work/src"
-  tar -C "$(dirname "$0")/.." --exclude='./.*' --exclude=./models --exclude=./node_modules --exclude='*.egg-info' -cf - . | tar -C "$work/src" -xf -
-  WARM_START_COPY=1 exec bash "$work/src/bench/warm_start_gpu.sh" "$gguf" "$work" "$nd"
-fi
+. "$(dirname "$0")/gpu_copy.sh" "$work" "$0" "$gguf" "$work" "$nd"  # a private copy (gpu_copy.sh)
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD"
 minutes=${WARM_MINUTES:-8}   # the training budget of each variant

@@ -19,6 +19,7 @@ SOURCE_FILE = "calltune_source.json"
 PEFT_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 MLX_WEIGHTS = "adapters.safetensors"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}  # the dtype names params accept
 
 
 def peft_adapter_files(adapter_dir, field: str | None = None) -> tuple[Path, Path]:
@@ -30,7 +31,6 @@ def peft_adapter_files(adapter_dir, field: str | None = None) -> tuple[Path, Pat
         if not need.is_file():
             raise InputError("not a PEFT adapter directory: this file is missing", path=need, field=field)
     return files
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}  # the dtype names params accept
 
 
 def functiongemma_template() -> str:

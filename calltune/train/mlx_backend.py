@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from calltune.errors import InputError
-from calltune.model_dir import PEFT_WEIGHTS
+from calltune.model_dir import MLX_WEIGHTS, PEFT_WEIGHTS
 from calltune.train.callbacks import TrainingCallback, live_callbacks
 from calltune.train.datasets import length_grouped_batches
 from calltune.train.ema import check_decay
@@ -334,7 +334,7 @@ def run_mlx(params: dict, paths, progress: bool = True, callbacks: list | None =
     args = TrainingArgs(batch_size=tp["batch_size"], iters=steps * accum, val_batches=-1, steps_per_report=1,
                         steps_per_eval=length.eval_every * accum, steps_per_save=tp["save_every"] * accum,
                         max_seq_length=tp["max_seq_len"], grad_checkpoint=tp["gradient_checkpointing"],
-                        adapter_file=str(paths.checkpoints / "adapters.safetensors"), grad_accumulation_steps=accum)
+                        adapter_file=str(paths.checkpoints / MLX_WEIGHTS), grad_accumulation_steps=accum)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     budget = tp.get("max_minutes", 0)
     given = contextlib.nullcontext(callbacks) if callbacks is not None else None

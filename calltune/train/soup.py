@@ -19,10 +19,11 @@ from pathlib import Path
 import torch
 
 from calltune.errors import InputError
+from calltune.io import atomic_path, read_json, write_json
 from calltune.model_dir import ADAPTER_CONFIG as CONFIG
 from calltune.model_dir import PEFT_WEIGHTS as WEIGHTS
 from calltune.model_dir import peft_adapter_files
-from calltune.io import atomic_path, read_json, write_json
+
 # the config keys every member must share (anything that changes what one update means)
 SHARED_KEYS = ("peft_type", "base_model_name_or_path", "r", "lora_alpha", "target_modules", "use_dora",
                "use_rslora", "bias", "fan_in_fan_out", "modules_to_save", "rank_pattern", "alpha_pattern",
@@ -33,23 +34,22 @@ LORA_KEY = re.compile(r"\.lora_(A|B)\.weight$")
 def _load(adapter_dir: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     from safetensors.torch import load_file
 
-    peft_adapter_files(adapter_dir)
-    config = read_json(adapter_dir / CONFIG)
+    weights, config_file = peft_adapter_files(adapter_dir)
+    config = read_json(config_file)
     if config.get("peft_type") != "LORA":
         raise InputError(f"only LoRA adapters make a soup, not {config.get('peft_type')!r}",
-                         path=adapter_dir / CONFIG, field="peft_type")
+                         path=config_file, field="peft_type")
     if config.get("use_dora"):
         raise InputError("DoRA adapters do not average into one adapter (their update is normalised per row); "
-                         "average the fused models instead (bench/soup.py)", path=adapter_dir / CONFIG,
-                         field="use_dora")
+                         "average the fused models instead (bench/soup.py)", path=config_file, field="use_dora")
     if config.get("use_rslora") or config.get("rank_pattern") or config.get("alpha_pattern"):
         raise InputError("a soup needs one rank and one alpha for every module (no rsLoRA, rank or alpha "
-                         "patterns)", path=adapter_dir / CONFIG)
-    tensors = load_file(adapter_dir / WEIGHTS)
+                         "patterns)", path=config_file)
+    tensors = load_file(weights)
     other = sorted(k for k in tensors if not LORA_KEY.search(k))
     if other:
         raise InputError(f"tensors other than lora_A / lora_B (e.g. {other[0]}): only the adapter matrices "
-                         "average by stacking", path=adapter_dir / WEIGHTS)
+                         "average by stacking", path=weights)
     return config, tensors
 
 
